@@ -1,0 +1,14 @@
+"""fastbp: Numba-accelerated backpropagation with a scikit-learn face.
+
+``MLPClassifier`` and ``MLPRegressor`` are drop-in replacements for
+scikit-learn's multi-layer perceptrons whose training runs in fused,
+JIT-compiled kernels (``fastbp.kernels``); ``Network`` is the lower-level
+network they are built on.
+"""
+
+from ._multilayer_perceptron import MLPClassifier, MLPRegressor
+from ._network import Network
+
+__version__ = "0.1.0"
+
+__all__ = ["MLPClassifier", "MLPRegressor", "Network", "__version__"]

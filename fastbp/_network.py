@@ -1,0 +1,308 @@
+"""The network the estimators are built on: layers, one flat parameter buffer, kernel calls.
+
+``Network`` owns the parameters of a dense feed-forward network in a single
+flat vector laid out as scikit-learn packs them for L-BFGS (every weight
+matrix row-major, then every intercept vector); ``coefs`` and ``intercepts``
+are views into it, so code that reads or writes them in place sees the same
+numbers the kernels train. It validates nothing about user data: callers
+hand it arrays already checked and converted.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import kernels
+
+HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
+OUTPUT_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "exp", "softmax")
+
+# Rows of work buffers per chunk are bounded so that a chunk's activations
+# stay around this many elements.
+_CHUNK_ELEMENTS = 1 << 20
+
+
+class KernelInput:
+    """Input rows in the form the kernels take: dense C array or CSR arrays.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Validated input of a float dtype.
+    dtype : numpy dtype
+        The dtype the kernels compute in.
+    """
+
+    def __init__(self, X, dtype):
+        self.n_samples, self.n_features = X.shape
+        self.sparse = sp.issparse(X)
+        if self.sparse:
+            X = X.tocsr()
+            index_dtype = np.int32 if X.nnz < np.iinfo(np.int32).max else np.int64
+            self.dense = np.empty((0, self.n_features), dtype=dtype)
+            self.data = np.ascontiguousarray(X.data, dtype=dtype)
+            self.indices = np.ascontiguousarray(X.indices, dtype=index_dtype)
+            self.indptr = np.ascontiguousarray(X.indptr, dtype=index_dtype)
+        else:
+            self.dense = np.ascontiguousarray(X, dtype=dtype)
+            self.data = np.empty(0, dtype=dtype)
+            self.indices = np.empty(0, dtype=np.int32)
+            self.indptr = np.zeros(1, dtype=np.int32)
+
+    @property
+    def arrays(self):
+        """The ``(X, data, indices, indptr, sparse)`` arguments of a kernel."""
+        return self.dense, self.data, self.indices, self.indptr, self.sparse
+
+
+def chunk_rows(n_samples, layer_units):
+    """Rows per chunk for full-data passes (prediction, L-BFGS objective)."""
+    per_row = max(1, sum(layer_units[1:]))
+    return int(max(1, min(n_samples, max(64, _CHUNK_ELEMENTS // per_row))))
+
+
+class Workspace:
+    """Work buffers of one fit or prediction, allocated once and reused.
+
+    Parameters
+    ----------
+    network : Network
+        The network whose layer table fixes the buffer sizes.
+    capacity : int
+        Maximum rows per mini-batch or chunk.
+    n_outputs : int
+        Width of the target rows.
+    """
+
+    def __init__(self, network, capacity, *, with_batch=True):
+        dtype = network.dtype
+        units = network.layer_units
+        self.capacity = capacity
+        self.acts = np.empty(capacity * sum(units[1:]), dtype=dtype)
+        self.deltas = np.empty_like(self.acts)
+        self.grads = np.empty(network.n_params, dtype=dtype)
+        self.rows = np.empty(capacity, dtype=np.int64)
+        if with_batch:
+            self.Xb = np.empty((capacity, units[0]), dtype=dtype)
+            self.Yb = np.empty((capacity, units[-1]), dtype=dtype)
+            self.swb = np.empty(capacity, dtype=dtype)
+
+
+class Network:
+    """A dense feed-forward network whose parameters live in one flat buffer.
+
+    Parameters
+    ----------
+    layer_units : sequence of int
+        Units per layer, input first: ``(n_features, *hidden, n_outputs)``.
+    activation : str or sequence of str, default="relu"
+        Activation of the hidden layers: one name for all, or one per layer.
+    out_activation : str, default="identity"
+        Activation of the output layer.
+    loss : {"squared_error", "poisson", "log_loss", "binary_log_loss"}, default="squared_error"
+        Loss minimised; log losses require their canonical output activation
+        (softmax, logistic) and poisson requires exp, while squared error may
+        follow any elementwise output activation.
+    bias : bool, default=True
+        Whether layers have trained intercepts; without, intercepts stay zero.
+    dtype : {np.float64, np.float32}, default=np.float64
+        Dtype of parameters and computation.
+
+    Attributes
+    ----------
+    params : ndarray of shape (n_params,)
+        All parameters: weights row-major, then intercepts.
+    coefs : list of ndarray of shape (fan_in, fan_out)
+        Views of the weights in ``params``.
+    intercepts : list of ndarray of shape (fan_out,)
+        Views of the intercepts in ``params``.
+    layers : ndarray of shape (n_layers, 5)
+        Layer table passed to the kernels.
+    """
+
+    def __init__(
+        self,
+        layer_units,
+        activation="relu",
+        out_activation="identity",
+        loss="squared_error",
+        *,
+        bias=True,
+        dtype=np.float64,
+    ):
+        self.layer_units = tuple(int(u) for u in layer_units)
+        if len(self.layer_units) < 2 or min(self.layer_units) < 1:
+            raise ValueError(
+                f"layer_units must list at least two positive sizes, got {layer_units}."
+            )
+        n_hidden = len(self.layer_units) - 2
+        hidden = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+        if len(hidden) != n_hidden:
+            raise ValueError(
+                f"Got {len(hidden)} hidden activations for {n_hidden} hidden layers."
+            )
+        for name in hidden:
+            if name not in HIDDEN_ACTIVATIONS:
+                raise ValueError(
+                    f"Unknown hidden activation {name!r}; expected one of {HIDDEN_ACTIVATIONS}."
+                )
+        if out_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(
+                f"Unknown output activation {out_activation!r}; expected one of "
+                f"{OUTPUT_ACTIVATIONS}."
+            )
+        if loss not in kernels.LOSS_CODES:
+            raise ValueError(
+                f"Unknown loss {loss!r}; expected one of {tuple(kernels.LOSS_CODES)}."
+            )
+        canonical = kernels.CANONICAL_OUTPUT[kernels.LOSS_CODES[loss]]
+        out_code = kernels.ACTIVATION_CODES[out_activation]
+        if out_code != canonical and (loss != "squared_error" or out_activation == "softmax"):
+            raise ValueError(
+                f"loss={loss!r} cannot follow out_activation={out_activation!r}."
+            )
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}.")
+        self.activations = tuple(hidden) + (out_activation,)
+        self.loss = loss
+        self.bias = bool(bias)
+        self.layers = self._layer_table()
+        self.params = np.zeros(self.n_params, dtype=self.dtype)
+        self._make_views()
+
+    def _layer_table(self):
+        units = self.layer_units
+        n_coefs = sum(a * b for a, b in zip(units[:-1], units[1:]))
+        table = np.empty((len(units) - 1, 5), dtype=np.int64)
+        coef_offset, intercept_offset = 0, n_coefs
+        for l, (fan_in, fan_out) in enumerate(zip(units[:-1], units[1:])):
+            code = kernels.ACTIVATION_CODES[self.activations[l]]
+            table[l] = (fan_in, fan_out, coef_offset, intercept_offset, code)
+            coef_offset += fan_in * fan_out
+            intercept_offset += fan_out
+        self.n_params = intercept_offset
+        return table
+
+    def _make_views(self):
+        self.coefs = []
+        self.intercepts = []
+        for fan_in, fan_out, coef_offset, intercept_offset, _ in self.layers:
+            self.coefs.append(
+                self.params[coef_offset : coef_offset + fan_in * fan_out].reshape(fan_in, fan_out)
+            )
+            self.intercepts.append(self.params[intercept_offset : intercept_offset + fan_out])
+
+    @property
+    def n_layers(self):
+        """Number of weight layers (hidden layers plus the output layer)."""
+        return len(self.layer_units) - 1
+
+    @property
+    def loss_code(self):
+        return kernels.LOSS_CODES[self.loss]
+
+    def set_weights(self, coefs, intercepts=None):
+        """Copy weights (and intercepts) into the flat buffer.
+
+        Parameters
+        ----------
+        coefs : list of array-like of shape (fan_in, fan_out)
+            One weight matrix per layer.
+        intercepts : list of array-like of shape (fan_out,), default=None
+            One intercept vector per layer; None sets them to zero.
+        """
+        if len(coefs) != self.n_layers:
+            raise ValueError(f"Expected {self.n_layers} weight matrices, got {len(coefs)}.")
+        for l, coef in enumerate(coefs):
+            coef = np.asarray(coef)
+            if coef.shape != self.coefs[l].shape:
+                raise ValueError(
+                    f"Weight matrix {l} has shape {coef.shape}, expected {self.coefs[l].shape}."
+                )
+            self.coefs[l][...] = coef
+        for l in range(self.n_layers):
+            if intercepts is None:
+                self.intercepts[l][...] = 0
+                continue
+            intercept = np.asarray(intercepts[l])
+            if intercept.shape != self.intercepts[l].shape:
+                raise ValueError(
+                    f"Intercept {l} has shape {intercept.shape}, expected "
+                    f"{self.intercepts[l].shape}."
+                )
+            self.intercepts[l][...] = intercept
+
+    def get_weights(self):
+        """Return copies of the weights and intercepts as two lists of arrays."""
+        return [c.copy() for c in self.coefs], [b.copy() for b in self.intercepts]
+
+    def owns(self, coefs, intercepts):
+        """True when the lists ``coefs`` and ``intercepts`` are this network's views."""
+        if coefs is not self.coefs or intercepts is not self.intercepts:
+            return False
+        expected = zip(self._expected_views(), list(coefs) + list(intercepts))
+        return all(
+            isinstance(view, np.ndarray)
+            and view.base is self.params
+            and view.shape == shape
+            and view.__array_interface__["data"][0] == address
+            for (shape, address), view in expected
+        )
+
+    def _expected_views(self):
+        base = self.params.__array_interface__["data"][0]
+        size = self.params.itemsize
+        out = [((int(r[0]), int(r[1])), base + int(r[2]) * size) for r in self.layers]
+        out += [((int(r[1]),), base + int(r[3]) * size) for r in self.layers]
+        return out
+
+    def predict(self, X_input, out=None):
+        """Output-layer activations of every row of ``X_input`` (a KernelInput)."""
+        n_samples = X_input.n_samples
+        if out is None:
+            out = np.empty((n_samples, self.layer_units[-1]), dtype=self.dtype)
+        if n_samples == 0:
+            return out
+        work = Workspace(self, chunk_rows(n_samples, self.layer_units), with_batch=False)
+        kernels.predict(*X_input.arrays, self.params, self.layers, work.acts, work.rows, work.capacity, out)
+        return out
+
+    def objective(self, X_input, Y, sample_weight, alpha=0.0, loss_scale=1.0, work=None):
+        """Full-data objective and its gradient at the current parameters.
+
+        Parameters
+        ----------
+        X_input : KernelInput
+            Input rows.
+        Y : ndarray of shape (n_samples, n_outputs)
+            Targets in the network's dtype.
+        sample_weight : ndarray of shape (n_samples,)
+            Weights in the network's dtype.
+        alpha : float, default=0.0
+            L2 strength; the penalty is ``alpha / 2 * ||W||^2 / sum(sample_weight)``.
+        loss_scale : float, default=1.0
+            Factor on the data term (scikit-learn reports squared error
+            averaged over outputs).
+        work : Workspace, default=None
+            Buffers to reuse across calls.
+
+        Returns
+        -------
+        loss : float
+        grad : ndarray of shape (n_params,)
+            View of the workspace's gradient buffer (copy it to keep it).
+        """
+        if work is None:
+            work = self.workspace_for_objective(X_input.n_samples)
+        loss = kernels.loss_and_gradient(
+            *X_input.arrays, Y, sample_weight, self.params, self.layers, work.acts,
+            work.deltas, work.grads, work.scratch, work.rows, work.capacity, float(alpha),
+            self.loss_code, float(loss_scale), float(np.finfo(self.dtype).eps), self.bias,
+        )
+        return loss, work.grads
+
+    def workspace_for_objective(self, n_samples):
+        """Buffers for :meth:`objective` over ``n_samples`` rows."""
+        work = Workspace(self, chunk_rows(n_samples, self.layer_units), with_batch=False)
+        work.scratch = np.empty(self.n_params, dtype=self.dtype)
+        return work

@@ -1,0 +1,117 @@
+"""Python drivers between epochs: optimizer state and schedules, one kernel call per epoch.
+
+The state of an optimizer (velocities, Adam's moments) is a flat buffer of
+the parameters' shape, so every update is one fused loop in
+``kernels.train_epoch``. The learning-rate schedules and the stopping rule
+follow scikit-learn's ``SGDOptimizer`` and ``AdamOptimizer`` exactly.
+"""
+
+import numpy as np
+
+from . import kernels
+
+
+class StochasticOptimizer:
+    """State and schedule of the 'sgd' or 'adam' solver.
+
+    Parameters
+    ----------
+    solver : {"sgd", "adam"}
+        Which update rule.
+    n_params : int
+        Length of the flat parameter buffer.
+    dtype : numpy dtype
+        Dtype of the parameters.
+    learning_rate_init : float
+        Initial step size.
+    lr_schedule : {"constant", "invscaling", "adaptive"}, default="constant"
+        Schedule of the sgd step size.
+    momentum : float, default=0.9
+        Momentum of sgd.
+    nesterov : bool, default=True
+        Whether sgd uses Nesterov's momentum.
+    power_t : float, default=0.5
+        Exponent of the invscaling schedule.
+    beta_1, beta_2, epsilon : float
+        Adam's hyper-parameters.
+    """
+
+    def __init__(
+        self,
+        solver,
+        n_params,
+        dtype,
+        learning_rate_init,
+        lr_schedule="constant",
+        momentum=0.9,
+        nesterov=True,
+        power_t=0.5,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+    ):
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.learning_rate = float(learning_rate_init)
+        self.lr_schedule = lr_schedule
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.power_t = power_t
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.state_a = np.zeros(n_params, dtype=dtype)
+        size_b = n_params if solver == "adam" else 0
+        self.state_b = np.zeros(size_b, dtype=dtype)
+        self.step_counter = np.zeros(1, dtype=np.int64)
+
+    @property
+    def code(self):
+        return kernels.ADAM if self.solver == "adam" else kernels.SGD
+
+    def hyper(self):
+        """The float64 hyper-parameter vector of ``kernels.train_epoch``."""
+        return np.array(
+            [
+                self.learning_rate if self.solver == "sgd" else self.learning_rate_init,
+                self.momentum,
+                float(self.nesterov),
+                self.beta_1,
+                self.beta_2,
+                self.epsilon,
+            ],
+            dtype=np.float64,
+        )
+
+    def iteration_ends(self, time_step):
+        """Update the invscaling step size after an epoch (``time_step`` = samples seen)."""
+        if self.solver == "sgd" and self.lr_schedule == "invscaling":
+            self.learning_rate = float(self.learning_rate_init) / (time_step + 1) ** self.power_t
+
+    def trigger_stopping(self, msg, verbose):
+        """Decide whether to stop after no improvement; 'adaptive' divides the step by 5."""
+        if self.solver != "sgd" or self.lr_schedule != "adaptive":
+            if verbose:
+                print(msg + " Stopping.")
+            return True
+        if self.learning_rate <= 1e-6:
+            if verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        self.learning_rate /= 5.0
+        if verbose:
+            print(msg + " Setting learning rate to %f" % self.learning_rate)
+        return False
+
+
+def run_epoch(network, X_input, Y, sample_weight, order, batch_size, work, optimizer, alpha, loss_scale):
+    """Train ``network`` for one epoch over the rows ``order``; return the summed batch loss."""
+    return kernels.train_epoch(
+        *X_input.arrays, Y, sample_weight, order, batch_size,
+        network.params, network.layers, work.acts, work.deltas, work.grads,
+        work.Xb, work.Yb, work.swb, work.rows,
+        float(alpha), network.loss_code, float(loss_scale),
+        float(np.finfo(network.dtype).eps), network.bias,
+        optimizer.code, optimizer.hyper(), optimizer.state_a, optimizer.state_b,
+        optimizer.step_counter,
+    )

@@ -1,0 +1,36 @@
+"""fastbp's compiled core: pure Numba kernels on flat arrays (installed as ``fastbp.kernels``).
+
+Nothing here validates user input or imports from ``fastbp``; the layers
+above check everything once and pass arrays of one dtype down.
+"""
+
+from ._jit import CACHE_DIR, SOURCES_HASH
+from .activations import ACTIVATION_CODES, add_bias_and_activate, multiply_by_derivative
+from .losses import CANONICAL_OUTPUT, LOSS_CODES, output_delta, weighted_loss_sum
+from .network import backward, finalize_gradient, forward, squared_coef_norm
+from .optimizers import ADAM, SGD, adam_step, sgd_step
+from .training import N_HYPER, loss_and_gradient, predict, train_epoch
+
+__all__ = [
+    "ACTIVATION_CODES",
+    "ADAM",
+    "CACHE_DIR",
+    "CANONICAL_OUTPUT",
+    "LOSS_CODES",
+    "N_HYPER",
+    "SGD",
+    "SOURCES_HASH",
+    "adam_step",
+    "add_bias_and_activate",
+    "backward",
+    "finalize_gradient",
+    "forward",
+    "loss_and_gradient",
+    "multiply_by_derivative",
+    "output_delta",
+    "predict",
+    "sgd_step",
+    "squared_coef_norm",
+    "train_epoch",
+    "weighted_loss_sum",
+]

@@ -1,0 +1,120 @@
+"""Activation functions and their derivatives, side by side, as in-place kernels.
+
+Each activation is named by an integer code so that one compiled kernel serves
+every network: the code is branched on outside the inner loops, and every
+branch stays a simple loop the compiler can vectorise. Derivatives are written
+in terms of the activation's OUTPUT ``A = g(Z)``, as scikit-learn does:
+
+    identity  g'(Z) = 1
+    logistic  g'(Z) = A (1 - A)
+    tanh      g'(Z) = 1 - A^2
+    relu      g'(Z) = 1 if A > 0 else 0
+    exp       g'(Z) = A
+"""
+
+import numpy as np
+
+from ._jit import jit
+
+IDENTITY = 0
+LOGISTIC = 1
+TANH = 2
+RELU = 3
+EXP = 4
+SOFTMAX = 5
+
+ACTIVATION_CODES = {
+    "identity": IDENTITY,
+    "logistic": LOGISTIC,
+    "tanh": TANH,
+    "relu": RELU,
+    "exp": EXP,
+    "softmax": SOFTMAX,
+}
+
+
+@jit
+def add_bias_and_activate(Z, bias, code):
+    """Replace ``Z`` by ``g(Z + bias)`` in place, row by row.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_rows, n_units)
+        Pre-activations without bias (the product ``A_prev @ W``).
+    bias : ndarray of shape (n_units,)
+        The layer's intercepts.
+    code : int
+        Activation code (see ``ACTIVATION_CODES``).
+    """
+    n_rows, n_units = Z.shape
+    if code == IDENTITY:
+        for i in range(n_rows):
+            for j in range(n_units):
+                Z[i, j] = Z[i, j] + bias[j]
+    elif code == RELU:
+        for i in range(n_rows):
+            for j in range(n_units):
+                z = Z[i, j] + bias[j]
+                Z[i, j] = z if z > 0 else 0
+    elif code == LOGISTIC:
+        for i in range(n_rows):
+            for j in range(n_units):
+                Z[i, j] = 1.0 / (1.0 + np.exp(-(Z[i, j] + bias[j])))
+    elif code == TANH:
+        for i in range(n_rows):
+            for j in range(n_units):
+                Z[i, j] = np.tanh(Z[i, j] + bias[j])
+    elif code == EXP:
+        for i in range(n_rows):
+            for j in range(n_units):
+                Z[i, j] = np.exp(Z[i, j] + bias[j])
+    else:  # SOFTMAX, shifted by the row maximum as scikit-learn does
+        for i in range(n_rows):
+            for j in range(n_units):
+                Z[i, j] = Z[i, j] + bias[j]
+            row_max = Z[i, 0]
+            for j in range(1, n_units):
+                if Z[i, j] > row_max:
+                    row_max = Z[i, j]
+            total = 0.0
+            for j in range(n_units):
+                Z[i, j] = np.exp(Z[i, j] - row_max)
+                total += Z[i, j]
+            for j in range(n_units):
+                Z[i, j] = Z[i, j] / total
+
+
+@jit
+def multiply_by_derivative(A, delta, code):
+    """Multiply ``delta`` in place by ``g'(Z)``, written in terms of ``A = g(Z)``.
+
+    Parameters
+    ----------
+    A : ndarray of shape (n_rows, n_units)
+        The activation's output saved by the forward pass.
+    delta : ndarray of shape (n_rows, n_units)
+        The back-propagated error ``dJ/dA``; becomes ``dJ/dZ``.
+    code : int
+        Activation code of an elementwise activation (not softmax).
+    """
+    n_rows, n_units = A.shape
+    if code == RELU:
+        for i in range(n_rows):
+            for j in range(n_units):
+                if A[i, j] == 0:
+                    delta[i, j] = 0
+    elif code == LOGISTIC:
+        for i in range(n_rows):
+            for j in range(n_units):
+                a = A[i, j]
+                delta[i, j] = delta[i, j] * a * (1 - a)
+    elif code == TANH:
+        for i in range(n_rows):
+            for j in range(n_units):
+                a = A[i, j]
+                delta[i, j] = delta[i, j] * (1 - a * a)
+    elif code == EXP:
+        for i in range(n_rows):
+            for j in range(n_units):
+                delta[i, j] = delta[i, j] * A[i, j]
+    # IDENTITY: nothing to do

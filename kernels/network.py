@@ -1,0 +1,191 @@
+"""Forward and backward pass of a dense network over ONE flat parameter buffer.
+
+The network has L layers; layer l maps ``fan_in`` units to ``fan_out`` units
+with weights ``W[l]`` of shape (fan_in, fan_out) (scikit-learn's ``coefs_``
+orientation: ``Z = A_prev @ W + b``) and intercepts ``b[l]``. Parameters live
+in one flat vector laid out as scikit-learn packs them for L-BFGS: every
+``W[l]`` row-major, then every ``b[l]``. Each row of the int64 table
+``layers`` describes one layer:
+
+    layers[l] = (fan_in, fan_out, coef_offset, intercept_offset, activation)
+
+Work buffers are flat too: ``acts`` holds ``A[1..L]`` and ``deltas`` holds
+``dJ/dZ[1..L]``, each layer taking ``capacity * fan_out`` entries, so one
+allocation per fit serves every mini-batch. The backward pass follows
+BACKGROUND.md, with rows as samples:
+
+    dW[l] = A[l-1]^T dZ[l]      db[l] = sum_rows dZ[l]
+    dZ[l-1] = (dZ[l] W[l]^T) * g'[l-1]
+"""
+
+import numpy as np
+
+from ._jit import jit
+from .activations import add_bias_and_activate, multiply_by_derivative
+
+FAN_IN = 0
+FAN_OUT = 1
+COEF_OFFSET = 2
+INTERCEPT_OFFSET = 3
+ACTIVATION = 4
+
+
+@jit
+def coef_view(params, layers, l):
+    """Weights ``W[l]`` as a (fan_in, fan_out) view of the flat buffer."""
+    fan_in = layers[l, FAN_IN]
+    fan_out = layers[l, FAN_OUT]
+    start = layers[l, COEF_OFFSET]
+    return params[start : start + fan_in * fan_out].reshape((fan_in, fan_out))
+
+
+@jit
+def intercept_view(params, layers, l):
+    """Intercepts ``b[l]`` as a view of the flat buffer."""
+    start = layers[l, INTERCEPT_OFFSET]
+    return params[start : start + layers[l, FAN_OUT]]
+
+
+@jit
+def unit_view(buffer, layers, l, capacity, n_rows):
+    """Rows ``0..n_rows`` of layer ``l``'s block of a work buffer (acts or deltas)."""
+    start = 0
+    for k in range(l):
+        start += capacity * layers[k, FAN_OUT]
+    n_units = layers[l, FAN_OUT]
+    return buffer[start : start + n_rows * n_units].reshape((n_rows, n_units))
+
+
+@jit
+def csr_rows_dot(data, indices, indptr, rows, W, out):
+    """``out = X[rows] @ W`` for a CSR matrix X, touching only its non-zeros."""
+    n_cols = W.shape[1]
+    for k in range(rows.shape[0]):
+        for j in range(n_cols):
+            out[k, j] = 0
+        r = rows[k]
+        for p in range(indptr[r], indptr[r + 1]):
+            value = data[p]
+            c = indices[p]
+            for j in range(n_cols):
+                out[k, j] += value * W[c, j]
+
+
+@jit
+def csr_rows_transpose_dot(data, indices, indptr, rows, delta, out):
+    """``out = X[rows]^T @ delta`` for a CSR matrix X, touching only its non-zeros."""
+    out[:, :] = 0
+    n_cols = delta.shape[1]
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        for p in range(indptr[r], indptr[r + 1]):
+            value = data[p]
+            c = indices[p]
+            for j in range(n_cols):
+                out[c, j] += value * delta[k, j]
+
+
+@jit
+def forward(Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity):
+    """Forward pass of a batch; ``A[l]`` for l = 1..L is left in ``acts``.
+
+    Parameters
+    ----------
+    Xb : ndarray of shape (n_rows, n_features)
+        Dense input rows (ignored when ``sparse``).
+    data, indices, indptr : ndarray
+        CSR arrays of the whole input (used when ``sparse``).
+    rows : ndarray of shape (n_rows,)
+        Row numbers of the batch in the CSR input (used when ``sparse``).
+    sparse : bool
+        Whether the input is the CSR matrix rather than ``Xb``.
+    params : ndarray of shape (n_params,)
+        Flat parameter buffer.
+    layers : ndarray of shape (n_layers, 5)
+        Layer table (see module docstring).
+    acts : ndarray
+        Flat activation buffer of ``capacity * sum(fan_out)`` entries.
+    capacity : int
+        Row capacity of each layer's block in ``acts``.
+
+    Returns
+    -------
+    output : ndarray of shape (n_rows, n_outputs)
+        View of the last layer's activations.
+    """
+    n_rows = rows.shape[0] if sparse else Xb.shape[0]
+    n_layers = layers.shape[0]
+    A = unit_view(acts, layers, 0, capacity, n_rows)
+    W = coef_view(params, layers, 0)
+    if sparse:
+        csr_rows_dot(data, indices, indptr, rows, W, A)
+    else:
+        np.dot(Xb, W, A)
+    add_bias_and_activate(A, intercept_view(params, layers, 0), layers[0, ACTIVATION])
+    for l in range(1, n_layers):
+        Z = unit_view(acts, layers, l, capacity, n_rows)
+        np.dot(A, coef_view(params, layers, l), Z)
+        add_bias_and_activate(Z, intercept_view(params, layers, l), layers[l, ACTIVATION])
+        A = Z
+    return A
+
+
+@jit
+def backward(Xb, data, indices, indptr, rows, sparse, params, layers, acts, deltas, capacity, grads):
+    """Back-propagate the output error already in ``deltas``; raw sums into ``grads``.
+
+    ``grads`` receives ``A[l-1]^T dZ[l]`` for every weight and the column sums
+    of ``dZ[l]`` for every intercept, in the flat layout of ``params``; the L2
+    term and the division by the weight sum are applied by
+    :func:`finalize_gradient`. Arguments are those of :func:`forward`.
+    """
+    n_rows = rows.shape[0] if sparse else Xb.shape[0]
+    for l in range(layers.shape[0] - 1, -1, -1):
+        delta = unit_view(deltas, layers, l, capacity, n_rows)
+        grad_W = coef_view(grads, layers, l)
+        if l > 0:
+            np.dot(unit_view(acts, layers, l - 1, capacity, n_rows).T, delta, grad_W)
+        elif sparse:
+            csr_rows_transpose_dot(data, indices, indptr, rows, delta, grad_W)
+        else:
+            np.dot(Xb.T, delta, grad_W)
+        grad_b = intercept_view(grads, layers, l)
+        grad_b[:] = 0
+        for i in range(n_rows):
+            for j in range(delta.shape[1]):
+                grad_b[j] += delta[i, j]
+        if l > 0:
+            delta_prev = unit_view(deltas, layers, l - 1, capacity, n_rows)
+            np.dot(delta, coef_view(params, layers, l).T, delta_prev)
+            A_prev = unit_view(acts, layers, l - 1, capacity, n_rows)
+            multiply_by_derivative(A_prev, delta_prev, layers[l - 1, ACTIVATION])
+
+
+@jit
+def finalize_gradient(grads, params, layers, alpha, weight_sum, fit_intercepts):
+    """Turn raw sums into the gradient: ``(dW + alpha W) / S`` and ``db / S``.
+
+    Intercept gradients are zeroed when ``fit_intercepts`` is False, so the
+    intercepts stay where they are under every optimizer.
+    """
+    for l in range(layers.shape[0]):
+        start = layers[l, COEF_OFFSET]
+        stop = start + layers[l, FAN_IN] * layers[l, FAN_OUT]
+        for k in range(start, stop):
+            grads[k] = (grads[k] + alpha * params[k]) / weight_sum
+        start = layers[l, INTERCEPT_OFFSET]
+        stop = start + layers[l, FAN_OUT]
+        for k in range(start, stop):
+            grads[k] = grads[k] / weight_sum if fit_intercepts else 0
+
+
+@jit
+def squared_coef_norm(params, layers):
+    """Sum of squared weights (intercepts are not penalised), in float64."""
+    total = 0.0
+    for l in range(layers.shape[0]):
+        start = layers[l, COEF_OFFSET]
+        stop = start + layers[l, FAN_IN] * layers[l, FAN_OUT]
+        for k in range(start, stop):
+            total += np.float64(params[k]) * params[k]
+    return total

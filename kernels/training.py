@@ -1,0 +1,222 @@
+"""Whole-epoch, whole-dataset and prediction loops: one compiled call each.
+
+``train_epoch`` runs every mini-batch of an epoch (gather rows by index,
+forward, loss, backward, optimizer step) with no Python in between;
+``loss_and_gradient`` evaluates the full-data objective and its gradient for
+L-BFGS; ``predict`` runs the forward pass over the data in chunks. All take
+the input both as a dense array and as CSR arrays plus a ``sparse`` flag, so
+one compiled specialisation per dtype serves dense and sparse data.
+"""
+
+import numpy as np
+
+from ._jit import jit
+from .losses import output_delta, weighted_loss_sum
+from .network import ACTIVATION, backward, finalize_gradient, forward, squared_coef_norm, unit_view
+from .optimizers import ADAM, adam_step, sgd_step
+
+# Positions in the float64 ``hyper`` vector of train_epoch.
+LEARNING_RATE = 0
+MOMENTUM = 1
+NESTEROV = 2
+BETA_1 = 3
+BETA_2 = 4
+EPSILON = 5
+N_HYPER = 6
+
+
+@jit
+def batch_loss_and_gradient(
+    Xb, data, indices, indptr, rows, sparse, Yb, swb, params, layers, acts, deltas,
+    capacity, grads, alpha, loss_code, loss_scale, eps, fit_intercepts,
+):
+    """Forward and backward pass of one batch; the finished gradient goes to ``grads``.
+
+    Returns the batch objective as scikit-learn reports it:
+    ``loss_scale * sum_i s_i loss_i / S + alpha / 2 * ||W||^2 / S`` with
+    ``S = sum_i s_i``.
+    """
+    output = forward(Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity)
+    n_layers = layers.shape[0]
+    weight_sum = 0.0
+    for i in range(swb.shape[0]):
+        weight_sum += swb[i]
+    data_loss = weighted_loss_sum(output, Yb, swb, loss_code, eps)
+    penalty = squared_coef_norm(params, layers)
+    delta = unit_view(deltas, layers, n_layers - 1, capacity, output.shape[0])
+    output_delta(output, Yb, swb, layers[n_layers - 1, ACTIVATION], loss_code, delta)
+    backward(Xb, data, indices, indptr, rows, sparse, params, layers, acts, deltas, capacity, grads)
+    typed_sum = params.dtype.type(weight_sum)
+    finalize_gradient(grads, params, layers, params.dtype.type(alpha), typed_sum, fit_intercepts)
+    return loss_scale * data_loss / weight_sum + 0.5 * alpha * penalty / weight_sum
+
+
+@jit
+def train_epoch(
+    X, data, indices, indptr, sparse, Y, sample_weight, order, batch_size,
+    params, layers, acts, deltas, grads, Xb, Yb, swb, rows,
+    alpha, loss_code, loss_scale, eps, fit_intercepts,
+    solver, hyper, state_a, state_b, step_counter,
+):
+    """Train one epoch over the rows ``order`` in mini-batches of ``batch_size``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Dense input (a dummy when ``sparse``).
+    data, indices, indptr : ndarray
+        CSR input arrays (dummies when not ``sparse``).
+    sparse : bool
+        Which input to read.
+    Y : ndarray of shape (n_samples, n_outputs)
+        Targets in X's dtype.
+    sample_weight : ndarray of shape (n_samples,)
+        Weight of each sample (ones when the user gave none).
+    order : ndarray of shape (n_train,)
+        Row numbers in the order they are visited; batches are consecutive
+        slices of it, the last one possibly shorter.
+    batch_size : int
+        Rows per mini-batch (at most the capacity of the work buffers).
+    params, grads : ndarray of shape (n_params,)
+        Flat parameters (updated in place) and gradient buffer.
+    layers : ndarray of shape (n_layers, 5)
+        Layer table.
+    acts, deltas : ndarray
+        Work buffers of ``batch_size * sum(fan_out)`` entries.
+    Xb, Yb, swb, rows : ndarray
+        Buffers for the gathered batch (Xb is a dummy when ``sparse``).
+    alpha, loss_scale, eps : float
+        L2 strength, factor on the reported data loss, log-loss clipping.
+    loss_code : int
+        Loss code.
+    fit_intercepts : bool
+        Whether intercepts are trained.
+    solver : int
+        ``SGD`` or ``ADAM``.
+    hyper : ndarray of shape (N_HYPER,)
+        Learning rate, momentum, Nesterov flag, beta_1, beta_2, epsilon.
+    state_a, state_b : ndarray of shape (n_params,)
+        Velocity (sgd; state_b unused) or Adam's first and second moments.
+    step_counter : ndarray of shape (1,)
+        Adam's step count t, advanced once per batch.
+
+    Returns
+    -------
+    loss_sum : float
+        Sum over batches of the batch loss times the batch length.
+    """
+    n_train = order.shape[0]
+    dtype = params.dtype.type
+    learning_rate = dtype(hyper[LEARNING_RATE])
+    momentum = dtype(hyper[MOMENTUM])
+    nesterov = hyper[NESTEROV] != 0
+    loss_sum = 0.0
+    for start in range(0, n_train, batch_size):
+        stop = min(start + batch_size, n_train)
+        n_rows = stop - start
+        batch_rows = rows[:n_rows]
+        for k in range(n_rows):
+            r = order[start + k]
+            batch_rows[k] = r
+            swb[k] = sample_weight[r]
+            Yb[k, :] = Y[r, :]
+        if sparse:
+            X_batch = Xb[:0]
+        else:
+            X_batch = Xb[:n_rows]
+            for k in range(n_rows):
+                X_batch[k, :] = X[batch_rows[k], :]
+        batch_loss = batch_loss_and_gradient(
+            X_batch, data, indices, indptr, batch_rows, sparse, Yb[:n_rows], swb[:n_rows],
+            params, layers, acts, deltas, batch_size, grads,
+            alpha, loss_code, loss_scale, eps, fit_intercepts,
+        )
+        loss_sum += batch_loss * n_rows
+        if solver == ADAM:
+            step_counter[0] += 1
+            adam_step(
+                params, grads, state_a, state_b, step_counter[0], hyper[LEARNING_RATE],
+                hyper[BETA_1], hyper[BETA_2], hyper[EPSILON],
+            )
+        else:
+            sgd_step(params, grads, state_a, learning_rate, momentum, nesterov)
+    return loss_sum
+
+
+@jit
+def loss_and_gradient(
+    X, data, indices, indptr, sparse, Y, sample_weight, params, layers, acts, deltas,
+    grads, scratch, rows, capacity, alpha, loss_code, loss_scale, eps, fit_intercepts,
+):
+    """Objective and gradient over all rows, in chunks of ``capacity`` rows.
+
+    Raw gradient sums of every chunk are added up in ``grads`` (``scratch``
+    holds each chunk after the first) before the L2 term and the division by
+    the weight sum, so the result does not depend on the chunk size beyond
+    floating-point reordering. Returns the objective as scikit-learn's
+    L-BFGS sees it (see :func:`batch_loss_and_gradient`).
+    """
+    n_samples = indptr.shape[0] - 1 if sparse else X.shape[0]
+    n_layers = layers.shape[0]
+    data_loss = 0.0
+    weight_sum = 0.0
+    for start in range(0, n_samples, capacity):
+        stop = min(start + capacity, n_samples)
+        n_rows = stop - start
+        chunk_rows = rows[:n_rows]
+        for k in range(n_rows):
+            chunk_rows[k] = start + k
+        X_chunk = X[:0] if sparse else X[start:stop]
+        Y_chunk = Y[start:stop]
+        sw_chunk = sample_weight[start:stop]
+        for i in range(n_rows):
+            weight_sum += sw_chunk[i]
+        output = forward(X_chunk, data, indices, indptr, chunk_rows, sparse, params, layers, acts, capacity)
+        data_loss += weighted_loss_sum(output, Y_chunk, sw_chunk, loss_code, eps)
+        delta = unit_view(deltas, layers, n_layers - 1, capacity, n_rows)
+        output_delta(output, Y_chunk, sw_chunk, layers[n_layers - 1, ACTIVATION], loss_code, delta)
+        target = grads if start == 0 else scratch
+        backward(X_chunk, data, indices, indptr, chunk_rows, sparse, params, layers, acts, deltas, capacity, target)
+        if start > 0:
+            for k in range(grads.shape[0]):
+                grads[k] += scratch[k]
+    penalty = squared_coef_norm(params, layers)
+    typed_sum = params.dtype.type(weight_sum)
+    finalize_gradient(grads, params, layers, params.dtype.type(alpha), typed_sum, fit_intercepts)
+    return loss_scale * data_loss / weight_sum + 0.5 * alpha * penalty / weight_sum
+
+
+@jit
+def predict(X, data, indices, indptr, sparse, params, layers, acts, rows, capacity, out):
+    """Forward pass of every row, ``capacity`` rows at a time, into ``out``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Dense input (a dummy when ``sparse``).
+    data, indices, indptr : ndarray
+        CSR input arrays (dummies when not ``sparse``).
+    sparse : bool
+        Which input to read.
+    params : ndarray of shape (n_params,)
+        Flat parameters.
+    layers : ndarray of shape (n_layers, 5)
+        Layer table.
+    acts : ndarray
+        Work buffer of ``capacity * sum(fan_out)`` entries.
+    rows : ndarray of shape (capacity,)
+        Buffer of row numbers.
+    capacity : int
+        Rows per chunk.
+    out : ndarray of shape (n_samples, n_outputs)
+        Output activations.
+    """
+    n_samples = out.shape[0]
+    for start in range(0, n_samples, capacity):
+        stop = min(start + capacity, n_samples)
+        chunk_rows = rows[: stop - start]
+        for k in range(stop - start):
+            chunk_rows[k] = start + k
+        X_chunk = X[:0] if sparse else X[start:stop]
+        output = forward(X_chunk, data, indices, indptr, chunk_rows, sparse, params, layers, acts, capacity)
+        out[start:stop, :] = output
