@@ -6,9 +6,10 @@ JIT-compiled kernels (``fastbp.kernels``); ``Network`` is the lower-level
 network they are built on.
 """
 
+from ._gradcheck import check_gradients
 from ._multilayer_perceptron import MLPClassifier, MLPRegressor
 from ._network import Network
 
 __version__ = "0.1.0"
 
-__all__ = ["MLPClassifier", "MLPRegressor", "Network", "__version__"]
+__all__ = ["MLPClassifier", "MLPRegressor", "Network", "__version__", "check_gradients"]

@@ -271,12 +271,12 @@ class BaseMultilayerPerceptron(BaseEstimator):
     def _fit_lbfgs(self, X, y, sample_weight, network):
         X_input = KernelInput(X, network.dtype)
         Y, weights = self._training_arrays(X, y, sample_weight, network)
-        work = network.workspace_for_objective(X.shape[0])
+        work = network._objective_workspace(X.shape[0])
         _, loss_scale = self._kernel_loss()
 
         def loss_grad(packed):
             network.params[:] = packed
-            loss, grad = network.objective(X_input, Y, weights, self.alpha, loss_scale, work)
+            loss, grad = network._objective(X_input, Y, weights, self.alpha, loss_scale, work)
             return loss, grad.astype(np.float64)
 
         iprint = 1 if (self.verbose is True or self.verbose >= 1) else -1
@@ -468,21 +468,8 @@ class BaseMultilayerPerceptron(BaseEstimator):
         if dtype not in (np.float32, np.float64):
             dtype = np.float64
         if dtype != network.dtype:
-            network = self._network_as(dtype)
-        return network.predict(KernelInput(X, dtype))
-
-    def _network_as(self, dtype):
-        """A copy of the network in another dtype, for predicting on wider input."""
-        source = self._network
-        network = Network(
-            source.layer_units,
-            activation=source.activations[:-1],
-            out_activation=source.activations[-1],
-            loss=source.loss,
-            dtype=dtype,
-        )
-        network.params[:] = source.params
-        return network
+            network = network.copy(dtype)
+        return network._output(KernelInput(X, dtype))
 
     def _score_with_function(self, X, y, sample_weight, score_function):
         """Score without input validation (keeps feature names out of the way)."""

@@ -10,8 +10,11 @@ hand it arrays already checked and converted.
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils.validation import _check_sample_weight
 
 from . import kernels
+from ._solvers import StochasticOptimizer, run_epoch
 
 HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 OUTPUT_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "exp", "softmax")
@@ -232,6 +235,19 @@ class Network:
                 )
             self.intercepts[l][...] = intercept
 
+    def copy(self, dtype=None):
+        """Return an independent copy of the network, optionally in another dtype."""
+        network = Network(
+            self.layer_units,
+            activation=self.activations[:-1],
+            out_activation=self.activations[-1],
+            loss=self.loss,
+            bias=self.bias,
+            dtype=self.dtype if dtype is None else dtype,
+        )
+        network.params[:] = self.params
+        return network
+
     def get_weights(self):
         """Return copies of the weights and intercepts as two lists of arrays."""
         return [c.copy() for c in self.coefs], [b.copy() for b in self.intercepts]
@@ -256,7 +272,10 @@ class Network:
         out += [((int(r[1]),), base + int(r[3]) * size) for r in self.layers]
         return out
 
-    def predict(self, X_input, out=None):
+    # ------------------------------------------------------------------
+    # Kernel calls on already-validated input (used by the estimators)
+
+    def _output(self, X_input, out=None):
         """Output-layer activations of every row of ``X_input`` (a KernelInput)."""
         n_samples = X_input.n_samples
         if out is None:
@@ -267,7 +286,7 @@ class Network:
         kernels.predict(*X_input.arrays, self.params, self.layers, work.acts, work.rows, work.capacity, out)
         return out
 
-    def objective(self, X_input, Y, sample_weight, alpha=0.0, loss_scale=1.0, work=None):
+    def _objective(self, X_input, Y, sample_weight, alpha=0.0, loss_scale=1.0, work=None):
         """Full-data objective and its gradient at the current parameters.
 
         Parameters
@@ -293,7 +312,7 @@ class Network:
             View of the workspace's gradient buffer (copy it to keep it).
         """
         if work is None:
-            work = self.workspace_for_objective(X_input.n_samples)
+            work = self._objective_workspace(X_input.n_samples)
         loss = kernels.loss_and_gradient(
             *X_input.arrays, Y, sample_weight, self.params, self.layers, work.acts,
             work.deltas, work.grads, work.scratch, work.rows, work.capacity, float(alpha),
@@ -301,8 +320,172 @@ class Network:
         )
         return loss, work.grads
 
-    def workspace_for_objective(self, n_samples):
-        """Buffers for :meth:`objective` over ``n_samples`` rows."""
+    def _objective_workspace(self, n_samples):
+        """Buffers for :meth:`_objective` over ``n_samples`` rows."""
         work = Workspace(self, chunk_rows(n_samples, self.layer_units), with_batch=False)
         work.scratch = np.empty(self.n_params, dtype=self.dtype)
         return work
+
+    # ------------------------------------------------------------------
+    # Public API on user arrays
+
+    def _check_X(self, X):
+        X = check_array(X, accept_sparse=["csr", "csc"], dtype=self.dtype)
+        if X.shape[1] != self.layer_units[0]:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the network's input layer has "
+                f"{self.layer_units[0]} units."
+            )
+        return KernelInput(X, self.dtype)
+
+    def _check_targets(self, X_input, Y, sample_weight):
+        Y = check_array(Y, ensure_2d=False, dtype=self.dtype)
+        if Y.ndim == 1:
+            Y = Y.reshape(-1, 1)
+        if Y.shape != (X_input.n_samples, self.layer_units[-1]):
+            raise ValueError(
+                f"Y has shape {Y.shape}, expected ({X_input.n_samples}, {self.layer_units[-1]})."
+            )
+        sample_weight = _check_sample_weight(
+            sample_weight, np.empty((X_input.n_samples, 0)), dtype=self.dtype, ensure_non_negative=True
+        )
+        return np.ascontiguousarray(Y), np.ascontiguousarray(sample_weight)
+
+    def init_weights(self, random_state=None):
+        """Draw Glorot-uniform weights and intercepts, as scikit-learn's MLP does.
+
+        Each layer's weights and then intercepts are drawn from
+        ``U(-b, b)`` with ``b = sqrt(f / (fan_in + fan_out))``, ``f = 2`` for
+        a logistic first hidden activation and 6 otherwise.
+
+        Parameters
+        ----------
+        random_state : int, RandomState instance or None, default=None
+            Source of the draws.
+
+        Returns
+        -------
+        self : Network
+        """
+        rng = check_random_state(random_state)
+        factor = 2.0 if self.activations[0] == "logistic" else 6.0
+        for l, (fan_in, fan_out) in enumerate(zip(self.layer_units[:-1], self.layer_units[1:])):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            self.coefs[l][...] = rng.uniform(-bound, bound, (fan_in, fan_out))
+            intercept = rng.uniform(-bound, bound, fan_out)
+            self.intercepts[l][...] = intercept if self.bias else 0
+        return self
+
+    def predict(self, X):
+        """Output of the network for every row of X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input rows.
+
+        Returns
+        -------
+        output : ndarray of shape (n_samples, n_outputs)
+            The last layer's activations ``A[L]``.
+        """
+        return self._output(self._check_X(X))
+
+    def loss_and_gradient(self, X, Y, sample_weight=None, alpha=0.0):
+        """Objective and its gradient with respect to ``params``.
+
+        The objective is ``J = (1/S) sum_i s_i loss_i + alpha/2 ||W||^2 / S``
+        with ``S = sum_i s_i``, where ``loss_i`` sums the network's loss over
+        the outputs of row i (for squared error ``1/2 sum_j (a_ij - y_ij)^2``).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input rows.
+        Y : array-like of shape (n_samples, n_outputs) or (n_samples,)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights; None weighs every row 1.
+        alpha : float, default=0.0
+            L2 strength (intercepts are not penalised).
+
+        Returns
+        -------
+        loss : float
+            The objective J.
+        grad : ndarray of shape (n_params,)
+            dJ/dparams in the layout of ``params``.
+        """
+        X_input = self._check_X(X)
+        Y, sample_weight = self._check_targets(X_input, Y, sample_weight)
+        loss, grad = self._objective(X_input, Y, sample_weight, alpha)
+        return loss, grad.copy()
+
+    def step(self, X, Y, learning_rate, sample_weight=None, alpha=0.0):
+        """One gradient-descent step on the given rows: ``params -= lr * dJ/dparams``.
+
+        Parameters
+        ----------
+        X, Y, sample_weight, alpha
+            As in :meth:`loss_and_gradient`.
+        learning_rate : float
+            Step size.
+
+        Returns
+        -------
+        loss : float
+            The objective before the step.
+        """
+        X_input = self._check_X(X)
+        Y, sample_weight = self._check_targets(X_input, Y, sample_weight)
+        work = self._objective_workspace(X_input.n_samples)
+        loss, grad = self._objective(X_input, Y, sample_weight, alpha, work=work)
+        no_velocity = np.zeros(self.n_params, dtype=self.dtype)
+        kernels.sgd_step(
+            self.params, grad, no_velocity, self.dtype.type(learning_rate), self.dtype.type(0), False
+        )
+        return loss
+
+    def train(self, X, Y, *, mode="standard", learning_rate=0.1, n_epochs=1,
+              sample_weight=None, alpha=0.0, momentum=0.0):
+        """Train with plain (momentum) gradient descent in one compiled call per epoch.
+
+        Parameters
+        ----------
+        X, Y, sample_weight, alpha
+            As in :meth:`loss_and_gradient`.
+        mode : {"standard", "accumulated"}, default="standard"
+            "standard" updates after every single row, in order (the
+            textbook's standard BP); "accumulated" updates once per epoch
+            with the gradient of the whole set (accumulated BP).
+        learning_rate : float, default=0.1
+            Step size.
+        n_epochs : int, default=1
+            Passes over the data.
+        momentum : float, default=0.0
+            Classical momentum.
+
+        Returns
+        -------
+        losses : list of float
+            Per epoch, the mean over updates of the objective just before
+            each update (each weighted by its number of rows).
+        """
+        if mode not in ("standard", "accumulated"):
+            raise ValueError(f"mode must be 'standard' or 'accumulated', got {mode!r}.")
+        if n_epochs < 1 or learning_rate <= 0:
+            raise ValueError("n_epochs must be >= 1 and learning_rate > 0.")
+        X_input = self._check_X(X)
+        Y, sample_weight = self._check_targets(X_input, Y, sample_weight)
+        n_samples = X_input.n_samples
+        batch_size = 1 if mode == "standard" else n_samples
+        optimizer = StochasticOptimizer(
+            "sgd", self.n_params, self.dtype, learning_rate, momentum=momentum, nesterov=False
+        )
+        work = Workspace(self, batch_size)
+        order = np.arange(n_samples, dtype=np.int64)
+        return [
+            run_epoch(self, X_input, Y, sample_weight, order, batch_size, work, optimizer, alpha, 1.0)
+            / n_samples
+            for _ in range(n_epochs)
+        ]
