@@ -391,6 +391,103 @@ class Network:
         """
         return self._output(self._check_X(X))
 
+    def _split_rows(self, buffer, n_rows):
+        """Per-layer (n_rows, fan_out) copies of a work buffer filled for n_rows rows."""
+        blocks, start = [], 0
+        for fan_out in self.layer_units[1:]:
+            blocks.append(buffer[start : start + n_rows * fan_out].reshape(n_rows, fan_out).copy())
+            start += n_rows * fan_out
+        return blocks
+
+    def forward(self, X):
+        """Forward pass keeping every layer's pre-activation and activation.
+
+        With rows as samples, ``Z[l] = A[l-1] W[l] + b[l]`` and
+        ``A[l] = g[l](Z[l])`` for l = 1..L, ``A[0] = X``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input rows.
+
+        Returns
+        -------
+        Z : list of ndarray
+            ``Z[l - 1]`` is layer l's pre-activation, of shape (n_samples, units[l]).
+        A : list of ndarray
+            ``A[0]`` is X (as validated) and ``A[l]`` layer l's activation.
+        """
+        X_input = self._check_X(X)
+        n_rows = X_input.n_samples
+        work = Workspace(self, max(n_rows, 1), with_batch=False)
+        zs = np.empty_like(work.acts)
+        rows = np.arange(n_rows, dtype=np.int64)
+        kernels.forward_recording(
+            X_input.dense, X_input.data, X_input.indices, X_input.indptr, rows, X_input.sparse,
+            self.params, self.layers, work.acts, work.capacity, zs, True,
+        )
+        inputs = X if X_input.sparse else X_input.dense
+        return self._split_rows(zs, n_rows), [inputs] + self._split_rows(work.acts, n_rows)
+
+    def backward(self, X, Y, sample_weight=None, alpha=0.0):
+        """Forward pass, loss and backward pass, keeping every intermediate.
+
+        Returns the gradients of the objective ``J`` of
+        :meth:`loss_and_gradient`. With ``S = sum_i s_i``:
+
+            dZ[L] = s_i dJ_i/dZ[L] / S        (= s_i (A[L] - Y) / S for canonical pairs)
+            dW[l] = A[l-1]^T dZ[l] + alpha W[l] / S      db[l] = sum_rows dZ[l]
+            dA[l-1] = dZ[l] W[l]^T            dZ[l-1] = dA[l-1] * g'[l-1](Z[l-1])
+
+        Parameters
+        ----------
+        X, Y, sample_weight, alpha
+            As in :meth:`loss_and_gradient`.
+
+        Returns
+        -------
+        result : dict
+            ``"loss"`` (float), ``"Z"`` and ``"A"`` as returned by
+            :meth:`forward`, and per layer l = 1..L (list index l - 1):
+            ``"dZ"``, ``"dW"``, ``"db"``, and ``"dA"``, whose last entry is
+            dJ/dA[L] for squared error and None for the other losses.
+        """
+        X_input = self._check_X(X)
+        Y, sample_weight = self._check_targets(X_input, Y, sample_weight)
+        n_rows = X_input.n_samples
+        work = Workspace(self, max(n_rows, 1), with_batch=False)
+        zs, dAs = np.empty_like(work.acts), np.zeros_like(work.deltas)
+        rows = np.arange(n_rows, dtype=np.int64)
+        loss = kernels.batch_loss_and_gradient_recording(
+            X_input.dense, X_input.data, X_input.indices, X_input.indptr, rows, X_input.sparse,
+            Y, sample_weight, self.params, self.layers, work.acts, work.deltas, work.capacity,
+            work.grads, 0.0 + alpha, self.loss_code, 1.0, float(np.finfo(self.dtype).eps),
+            self.bias, zs, dAs, True,
+        )
+        weight_sum = sample_weight.sum(dtype=np.float64)
+        A = self._split_rows(work.acts, n_rows)
+        dA = [block / weight_sum for block in self._split_rows(dAs, n_rows)[:-1]]
+        if self.loss == "squared_error":
+            output_error = np.empty_like(A[-1])
+            kernels.output_delta(
+                A[-1], Y, sample_weight, kernels.ACTIVATION_CODES["identity"],
+                kernels.LOSS_CODES["squared_error"], output_error,
+            )
+            dA.append(output_error / weight_sum)
+        else:
+            dA.append(None)
+        grads = work.grads
+        inputs = X if X_input.sparse else X_input.dense
+        return {
+            "loss": loss,
+            "Z": self._split_rows(zs, n_rows),
+            "A": [inputs] + A,
+            "dZ": [block / weight_sum for block in self._split_rows(work.deltas, n_rows)],
+            "dW": [grads[o : o + a * b].reshape(a, b).copy() for a, b, o, _, _ in self.layers],
+            "db": [grads[o : o + b].copy() for _, b, _, o, _ in self.layers],
+            "dA": dA,
+        }
+
     def loss_and_gradient(self, X, Y, sample_weight=None, alpha=0.0):
         """Objective and its gradient with respect to ``params``.
 

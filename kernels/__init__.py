@@ -7,9 +7,22 @@ above check everything once and pass arrays of one dtype down.
 from ._jit import CACHE_DIR, SOURCES_HASH
 from .activations import ACTIVATION_CODES, add_bias_and_activate, multiply_by_derivative
 from .losses import CANONICAL_OUTPUT, LOSS_CODES, output_delta, weighted_loss_sum
-from .network import backward, finalize_gradient, forward, squared_coef_norm
+from .network import (
+    backward,
+    backward_recording,
+    finalize_gradient,
+    forward,
+    forward_recording,
+    squared_coef_norm,
+)
 from .optimizers import ADAM, SGD, adam_step, sgd_step
-from .training import N_HYPER, loss_and_gradient, predict, train_epoch
+from .training import (
+    N_HYPER,
+    batch_loss_and_gradient_recording,
+    loss_and_gradient,
+    predict,
+    train_epoch,
+)
 
 __all__ = [
     "ACTIVATION_CODES",
@@ -23,8 +36,11 @@ __all__ = [
     "adam_step",
     "add_bias_and_activate",
     "backward",
+    "backward_recording",
+    "batch_loss_and_gradient_recording",
     "finalize_gradient",
     "forward",
+    "forward_recording",
     "loss_and_gradient",
     "multiply_by_derivative",
     "output_delta",

@@ -21,7 +21,7 @@ BACKGROUND.md, with rows as samples:
 import numpy as np
 
 from ._jit import jit
-from .activations import add_bias_and_activate, multiply_by_derivative
+from .activations import IDENTITY, add_bias_and_activate, multiply_by_derivative
 
 FAN_IN = 0
 FAN_OUT = 1
@@ -113,19 +113,35 @@ def forward(Xb, data, indices, indptr, rows, sparse, params, layers, acts, capac
     output : ndarray of shape (n_rows, n_outputs)
         View of the last layer's activations.
     """
+    return forward_recording(
+        Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity, acts[:0], False
+    )
+
+
+@jit
+def forward_recording(Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity, zs, record):
+    """:func:`forward` that also keeps each pre-activation ``Z[l]`` in ``zs`` when ``record``.
+
+    ``zs`` has the layout of ``acts``; recording costs one more pass per
+    layer and is meant for inspection, not training.
+    """
     n_rows = rows.shape[0] if sparse else Xb.shape[0]
-    n_layers = layers.shape[0]
-    A = unit_view(acts, layers, 0, capacity, n_rows)
-    W = coef_view(params, layers, 0)
-    if sparse:
-        csr_rows_dot(data, indices, indptr, rows, W, A)
-    else:
-        np.dot(Xb, W, A)
-    add_bias_and_activate(A, intercept_view(params, layers, 0), layers[0, ACTIVATION])
-    for l in range(1, n_layers):
+    A = Xb
+    for l in range(layers.shape[0]):
         Z = unit_view(acts, layers, l, capacity, n_rows)
-        np.dot(A, coef_view(params, layers, l), Z)
-        add_bias_and_activate(Z, intercept_view(params, layers, l), layers[l, ACTIVATION])
+        W = coef_view(params, layers, l)
+        if l > 0:
+            np.dot(A, W, Z)
+        elif sparse:
+            csr_rows_dot(data, indices, indptr, rows, W, Z)
+        else:
+            np.dot(Xb, W, Z)
+        bias = intercept_view(params, layers, l)
+        if record:
+            Z_saved = unit_view(zs, layers, l, capacity, n_rows)
+            Z_saved[:, :] = Z
+            add_bias_and_activate(Z_saved, bias, IDENTITY)
+        add_bias_and_activate(Z, bias, layers[l, ACTIVATION])
         A = Z
     return A
 
@@ -138,6 +154,21 @@ def backward(Xb, data, indices, indptr, rows, sparse, params, layers, acts, delt
     of ``dZ[l]`` for every intercept, in the flat layout of ``params``; the L2
     term and the division by the weight sum are applied by
     :func:`finalize_gradient`. Arguments are those of :func:`forward`.
+    """
+    backward_recording(
+        Xb, data, indices, indptr, rows, sparse, params, layers, acts, deltas, capacity, grads,
+        deltas[:0], False,
+    )
+
+
+@jit
+def backward_recording(
+    Xb, data, indices, indptr, rows, sparse, params, layers, acts, deltas, capacity, grads, dAs, record,
+):
+    """:func:`backward` that also keeps ``dA[l] = dZ[l+1] W[l+1]^T`` of hidden layers in ``dAs``.
+
+    ``dAs`` has the layout of ``deltas``; the output layer's block is left
+    alone (it is the loss's derivative, not a back-propagated one).
     """
     n_rows = rows.shape[0] if sparse else Xb.shape[0]
     for l in range(layers.shape[0] - 1, -1, -1):
@@ -157,6 +188,8 @@ def backward(Xb, data, indices, indptr, rows, sparse, params, layers, acts, delt
         if l > 0:
             delta_prev = unit_view(deltas, layers, l - 1, capacity, n_rows)
             np.dot(delta, coef_view(params, layers, l).T, delta_prev)
+            if record:
+                unit_view(dAs, layers, l - 1, capacity, n_rows)[:, :] = delta_prev
             A_prev = unit_view(acts, layers, l - 1, capacity, n_rows)
             multiply_by_derivative(A_prev, delta_prev, layers[l - 1, ACTIVATION])
 

@@ -12,7 +12,16 @@ import numpy as np
 
 from ._jit import jit
 from .losses import output_delta, weighted_loss_sum
-from .network import ACTIVATION, backward, finalize_gradient, forward, squared_coef_norm, unit_view
+from .network import (
+    ACTIVATION,
+    backward,
+    backward_recording,
+    finalize_gradient,
+    forward,
+    forward_recording,
+    squared_coef_norm,
+    unit_view,
+)
 from .optimizers import ADAM, adam_step, sgd_step
 
 # Positions in the float64 ``hyper`` vector of train_epoch.
@@ -36,7 +45,27 @@ def batch_loss_and_gradient(
     ``loss_scale * sum_i s_i loss_i / S + alpha / 2 * ||W||^2 / S`` with
     ``S = sum_i s_i``.
     """
-    output = forward(Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity)
+    return batch_loss_and_gradient_recording(
+        Xb, data, indices, indptr, rows, sparse, Yb, swb, params, layers, acts, deltas,
+        capacity, grads, alpha, loss_code, loss_scale, eps, fit_intercepts,
+        acts[:0], deltas[:0], False,
+    )
+
+
+@jit
+def batch_loss_and_gradient_recording(
+    Xb, data, indices, indptr, rows, sparse, Yb, swb, params, layers, acts, deltas,
+    capacity, grads, alpha, loss_code, loss_scale, eps, fit_intercepts, zs, dAs, record,
+):
+    """:func:`batch_loss_and_gradient` that also keeps every ``Z[l]`` and hidden ``dA[l]``.
+
+    With ``record``, ``zs`` (layout of ``acts``) receives the pre-activations
+    and ``dAs`` (layout of ``deltas``) the back-propagated ``dZ[l+1] W^T`` of
+    every hidden layer, both before any division by the weight sum.
+    """
+    output = forward_recording(
+        Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity, zs, record
+    )
     n_layers = layers.shape[0]
     weight_sum = 0.0
     for i in range(swb.shape[0]):
@@ -45,7 +74,10 @@ def batch_loss_and_gradient(
     penalty = squared_coef_norm(params, layers)
     delta = unit_view(deltas, layers, n_layers - 1, capacity, output.shape[0])
     output_delta(output, Yb, swb, layers[n_layers - 1, ACTIVATION], loss_code, delta)
-    backward(Xb, data, indices, indptr, rows, sparse, params, layers, acts, deltas, capacity, grads)
+    backward_recording(
+        Xb, data, indices, indptr, rows, sparse, params, layers, acts, deltas, capacity, grads,
+        dAs, record,
+    )
     typed_sum = params.dtype.type(weight_sum)
     finalize_gradient(grads, params, layers, params.dtype.type(alpha), typed_sum, fit_intercepts)
     return loss_scale * data_loss / weight_sum + 0.5 * alpha * penalty / weight_sum
