@@ -35,6 +35,14 @@ from ._network import KernelInput, Network, Workspace, chunk_rows
 from ._solvers import StochasticOptimizer, run_epoch
 
 _STOCHASTIC_SOLVERS = ["sgd", "adam"]
+_STOPPING_STATE = (
+    "loss_curve_",
+    "best_loss_",
+    "validation_scores_",
+    "best_validation_score_",
+    "_no_improvement_count",
+    "_best_params",
+)
 
 
 class BaseMultilayerPerceptron(BaseEstimator):
@@ -192,19 +200,10 @@ class BaseMultilayerPerceptron(BaseEstimator):
             coef_init, intercept_init = self._init_coef(layer_units[i], layer_units[i + 1])
             network.coefs[i][...] = coef_init
             network.intercepts[i][...] = intercept_init
-        self._best_params = network.params.copy()
-
-        if self.solver in _STOCHASTIC_SOLVERS:
-            self.loss_curve_ = []
-            self._no_improvement_count = 0
-            if self.early_stopping:
-                self.validation_scores_ = []
-                self.best_validation_score_ = -np.inf
-                self.best_loss_ = None
-            else:
-                self.best_loss_ = np.inf
-                self.validation_scores_ = None
-                self.best_validation_score_ = None
+        # A fresh fit forgets the curves and stopping state of any earlier one;
+        # stochastic solvers set them up again in _reset_stopping_state.
+        for name in _STOPPING_STATE:
+            self.__dict__.pop(name, None)
 
     def _init_coef(self, fan_in, fan_out):
         # Glorot et al.'s uniform initialisation, drawn in float64 as scikit-learn does.
@@ -327,6 +326,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
+        self._reset_stopping_state(network)
         X_input = KernelInput(X, network.dtype)
         Y, weights = self._training_arrays(X, y, sample_weight, network)
         if early_stopping:
@@ -404,6 +404,33 @@ class BaseMultilayerPerceptron(BaseEstimator):
 
         if early_stopping:
             network.params[:] = self._best_params
+
+    def _reset_stopping_state(self, network):
+        """Make the stopping state fit this call of a stochastic solver.
+
+        Unlike scikit-learn, a warm-started ``fit`` with early stopping starts
+        from a fresh best validation score, no-improvement count and best
+        weights: scikit-learn carries them over from the previous fit, so a
+        second fit on new data can stop at once and restore the old weights.
+        Attributes missing because the previous fit used another solver or
+        early-stopping setting are created instead of failing.
+        """
+        if not hasattr(self, "loss_curve_"):
+            self.loss_curve_ = []
+        if not hasattr(self, "_no_improvement_count"):
+            self._no_improvement_count = 0
+        if self.early_stopping:
+            self._no_improvement_count = 0
+            self.best_validation_score_ = -np.inf
+            self._best_params = network.params.copy()
+            self.best_loss_ = None
+            if getattr(self, "validation_scores_", None) is None:
+                self.validation_scores_ = []
+        else:
+            if getattr(self, "best_loss_", None) is None:
+                self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
 
     def _update_no_improvement_count(self, early_stopping, X, y, sample_weight):
         if early_stopping:

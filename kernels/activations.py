@@ -55,7 +55,7 @@ def add_bias_and_activate(Z, bias, code):
         for i in range(n_rows):
             for j in range(n_units):
                 z = Z[i, j] + bias[j]
-                Z[i, j] = z if z > 0 else 0
+                Z[i, j] = 0 if z <= 0 else z  # keeps NaN, as np.maximum(z, 0) does
     elif code == LOGISTIC:
         for i in range(n_rows):
             for j in range(n_units):

@@ -1,0 +1,286 @@
+"""Slow, obviously-right NumPy reference of every fastbp kernel: the tests' oracle.
+
+Everything here works on whole arrays with plain NumPy, one formula per line,
+in the dtype of its inputs (as scikit-learn does: Python-float
+hyper-parameters never upcast float32 arrays). It imports nothing from
+fastbp. Networks are described by their layer sizes ``[n_features, h_1, ...,
+n_outputs]`` and a list of activation names, one per layer; parameters are
+one flat vector packed like scikit-learn's L-BFGS ``_pack``: every weight
+matrix row-major (fan_in, fan_out), then every intercept vector.
+"""
+
+import numpy as np
+from scipy.special import xlogy
+
+# --------------------------------------------------------------------------
+# Flat parameter layout
+# --------------------------------------------------------------------------
+
+
+def n_params(sizes):
+    """Number of weights and intercepts of a network with these layer sizes."""
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def unpack(params, sizes):
+    """Views ``(coefs, intercepts)`` of a flat parameter vector."""
+    coefs, intercepts = [], []
+    start = 0
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        coefs.append(params[start : start + fan_in * fan_out].reshape(fan_in, fan_out))
+        start += fan_in * fan_out
+    for fan_out in sizes[1:]:
+        intercepts.append(params[start : start + fan_out])
+        start += fan_out
+    assert start == params.shape[0]
+    return coefs, intercepts
+
+
+def pack(coefs, intercepts):
+    """Flat vector of coefs then intercepts (scikit-learn's ``_pack``)."""
+    return np.concatenate([c.ravel() for c in coefs] + [b.ravel() for b in intercepts])
+
+
+def coef_mask(sizes):
+    """Boolean mask of the weight entries (not the intercepts) of a flat vector."""
+    n_coefs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    mask = np.zeros(n_params(sizes), dtype=bool)
+    mask[:n_coefs] = True
+    return mask
+
+
+def layer_table(sizes, activation_codes):
+    """The kernels' int64 layer table for this layout.
+
+    Row l is ``(fan_in, fan_out, coef_offset, intercept_offset, activation)``.
+    """
+    n_coefs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    rows = []
+    coef_offset, intercept_offset = 0, n_coefs
+    for (fan_in, fan_out), code in zip(zip(sizes[:-1], sizes[1:]), activation_codes):
+        rows.append((fan_in, fan_out, coef_offset, intercept_offset, code))
+        coef_offset += fan_in * fan_out
+        intercept_offset += fan_out
+    return np.array(rows, dtype=np.int64)
+
+
+def block_offsets(sizes, capacity):
+    """Start of each layer's block in a flat acts/deltas work buffer."""
+    return list(np.cumsum([0] + [capacity * s for s in sizes[1:-1]]))
+
+
+# --------------------------------------------------------------------------
+# Activations, and their derivatives written in terms of the output A = g(Z)
+# --------------------------------------------------------------------------
+
+
+def activate(name, Z):
+    """Return ``g(Z)`` as a new array (NaN and inf propagate as in NumPy)."""
+    with np.errstate(all="ignore"):
+        if name == "identity":
+            return Z.copy()
+        if name == "logistic":
+            return 1 / (1 + np.exp(-Z))
+        if name == "tanh":
+            return np.tanh(Z)
+        if name == "relu":
+            return np.maximum(Z, 0)
+        if name == "exp":
+            return np.exp(Z)
+        if name == "softmax":
+            shifted = Z - Z.max(axis=1, keepdims=True)
+            e = np.exp(shifted)
+            return e / e.sum(axis=1, keepdims=True)
+    raise ValueError(name)
+
+
+def derivative(name, A):
+    """Return ``g'(Z)`` from the output ``A = g(Z)`` of an elementwise activation."""
+    if name == "identity":
+        return np.ones_like(A)
+    if name == "logistic":
+        return A * (1 - A)
+    if name == "tanh":
+        return 1 - A**2
+    if name == "relu":
+        return (A != 0).astype(A.dtype)  # scikit-learn: delta[A == 0] = 0
+    if name == "exp":
+        return A.copy()
+    raise ValueError(name)
+
+
+def apply_derivative(name, A, delta):
+    """Return ``delta * g'(Z)``; relu zeroes the entries where ``A == 0``."""
+    with np.errstate(all="ignore"):
+        if name == "relu":
+            return np.where(A == 0, np.zeros_like(delta), delta)
+        return delta * derivative(name, A)
+
+
+# --------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------
+
+CANONICAL = {
+    ("squared_error", "identity"),
+    ("poisson", "exp"),
+    ("log_loss", "softmax"),
+    ("binary_log_loss", "logistic"),
+}
+
+
+def loss_elements(loss, A, Y, eps):
+    """Per-element loss ``loss(y_ij, a_ij)`` in float64."""
+    A = np.asarray(A, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        if loss == "squared_error":
+            return 0.5 * (A - Y) ** 2
+        if loss == "poisson":
+            return xlogy(Y, Y / A) - Y + A
+        P = np.clip(A, eps, 1 - eps)
+        if loss == "log_loss":
+            return -xlogy(Y, P)
+        if loss == "binary_log_loss":
+            return -xlogy(Y, P) - xlogy(1 - Y, 1 - P)
+    raise ValueError(loss)
+
+
+def weighted_loss_sum(loss, A, Y, sample_weight, eps):
+    """``sum_i s_i * sum_j loss(y_ij, a_ij)`` as a Python float."""
+    per_row = loss_elements(loss, A, Y, eps).sum(axis=1)
+    return float(np.sum(np.asarray(sample_weight, dtype=np.float64) * per_row))
+
+
+def output_delta(loss, out_activation, A, Y, sample_weight):
+    """``s_i * dJ/dZ`` at the output: ``s_i (a - y)``, times ``g'`` if not canonical."""
+    delta = (A - Y) * sample_weight[:, None]
+    if (loss, out_activation) not in CANONICAL:
+        delta = apply_derivative(out_activation, A, delta)
+    return delta
+
+
+# --------------------------------------------------------------------------
+# Network
+# --------------------------------------------------------------------------
+
+
+def forward(X, coefs, intercepts, activations):
+    """Return the list ``[A_1, ..., A_L]`` of every layer's output.
+
+    ``X`` may be a SciPy sparse matrix (whose products skip stored zeros).
+    """
+    outputs = []
+    A = X
+    for W, b, name in zip(coefs, intercepts, activations):
+        with np.errstate(all="ignore"):
+            A = activate(name, A @ W + b)
+        outputs.append(A)
+    return outputs
+
+
+def backward(X, coefs, outputs, activations, delta_out):
+    """Raw sums ``(dW, db)``: ``A_{l-1}^T dZ_l`` and the column sums of ``dZ_l``."""
+    n_layers = len(coefs)
+    dW, db = [None] * n_layers, [None] * n_layers
+    delta = delta_out
+    with np.errstate(all="ignore"):
+        for l in range(n_layers - 1, -1, -1):
+            A_prev = X if l == 0 else outputs[l - 1]
+            dW[l] = A_prev.T @ delta
+            db[l] = delta.sum(axis=0)
+            if l > 0:
+                delta = apply_derivative(activations[l - 1], outputs[l - 1], delta @ coefs[l].T)
+    return dW, db
+
+
+def finalize(dW, db, coefs, alpha, weight_sum, fit_intercepts):
+    """Flat gradient ``(dW + alpha W) / S`` then ``db / S`` (zeros without intercepts)."""
+    with np.errstate(all="ignore"):
+        grad_W = [(g + alpha * W) / weight_sum for g, W in zip(dW, coefs)]
+        grad_b = [g / weight_sum if fit_intercepts else np.zeros_like(g) for g in db]
+    return pack(grad_W, grad_b)
+
+
+def squared_coef_norm(coefs):
+    """Sum of squared weights, in float64."""
+    return float(sum(np.sum(np.asarray(W, dtype=np.float64) ** 2) for W in coefs))
+
+
+def loss_and_gradient(
+    X, Y, sample_weight, params, sizes, activations, alpha, loss, loss_scale, eps, fit_intercepts
+):
+    """Objective ``loss_scale sum_i s_i loss_i / S + alpha/2 ||W||^2 / S`` and its gradient.
+
+    The gradient is that of the objective with ``loss_scale = 1`` (scikit-learn
+    scales only the reported loss, e.g. by 1 / n_outputs for squared error).
+    """
+    coefs, intercepts = unpack(params, sizes)
+    outputs = forward(X, coefs, intercepts, activations)
+    weight_sum = float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
+    with np.errstate(all="ignore"):
+        data_loss = weighted_loss_sum(loss, outputs[-1], Y, sample_weight, eps)
+        objective = (
+            loss_scale * data_loss / weight_sum
+            + 0.5 * alpha * squared_coef_norm(coefs) / weight_sum
+        )
+    delta = output_delta(loss, activations[-1], outputs[-1], Y, sample_weight)
+    dW, db = backward(X, coefs, outputs, activations, delta)
+    return objective, finalize(dW, db, coefs, alpha, weight_sum, fit_intercepts)
+
+
+# --------------------------------------------------------------------------
+# Optimizers: scikit-learn's _stochastic_optimizers.py on one flat vector
+# --------------------------------------------------------------------------
+
+
+def sgd_step(params, grads, velocity, learning_rate, momentum, nesterov):
+    """SGDOptimizer._get_updates + update_params, in place."""
+    learning_rate, momentum = float(learning_rate), float(momentum)
+    update = momentum * velocity - learning_rate * grads
+    velocity[:] = update
+    if nesterov:
+        update = momentum * velocity - learning_rate * grads
+    params += update
+
+
+def adam_step(params, grads, first_moment, second_moment, t, learning_rate, beta_1, beta_2, epsilon):
+    """AdamOptimizer._get_updates + update_params for step number ``t``, in place."""
+    learning_rate, beta_1, beta_2, epsilon = map(float, (learning_rate, beta_1, beta_2, epsilon))
+    first_moment[:] = beta_1 * first_moment + (1 - beta_1) * grads
+    second_moment[:] = beta_2 * second_moment + (1 - beta_2) * (grads**2)
+    lr_t = learning_rate * np.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+    params += -lr_t * first_moment / (np.sqrt(second_moment) + epsilon)
+
+
+# --------------------------------------------------------------------------
+# One mini-batch epoch
+# --------------------------------------------------------------------------
+
+
+def train_epoch(
+    X, Y, sample_weight, order, batch_size, params, sizes, activations, alpha, loss,
+    loss_scale, eps, fit_intercepts, solver, hyper, state_a, state_b, t,
+):
+    """One epoch over ``order`` in consecutive batches; updates in place.
+
+    ``solver`` is "sgd" or "adam"; ``hyper`` is (learning_rate, momentum,
+    nesterov, beta_1, beta_2, epsilon). Returns ``(loss_sum, t)`` where
+    ``loss_sum`` adds each batch objective times the batch length (as
+    scikit-learn's ``accumulated_loss``) and ``t`` is Adam's step count.
+    """
+    learning_rate, momentum, nesterov, beta_1, beta_2, epsilon = hyper
+    loss_sum = 0.0
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        batch_loss, grads = loss_and_gradient(
+            X[batch], Y[batch], sample_weight[batch], params, sizes, activations,
+            alpha, loss, loss_scale, eps, fit_intercepts,
+        )
+        loss_sum += batch_loss * len(batch)
+        if solver == "adam":
+            t += 1
+            adam_step(params, grads, state_a, state_b, t, learning_rate, beta_1, beta_2, epsilon)
+        else:
+            sgd_step(params, grads, state_a, learning_rate, momentum, bool(nesterov))
+    return loss_sum, t

@@ -1,0 +1,783 @@
+"""Every fastbp kernel against the plain-NumPy reference in ``naive.py``.
+
+Both dtypes, a batch of one row and of all rows, odd layer sizes (7 features,
+hidden layers of 5 and 3 units), every activation and every loss pairing,
+dense and CSR input. Work buffers start filled with NaN so that a kernel
+reading memory it did not write shows up as a NaN in its result. The
+reference itself is first checked against scikit-learn, the project's oracle.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.neural_network import _base as sk_base
+from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
+
+import naive
+from fastbp import kernels as K
+
+DTYPES = [np.float32, np.float64]
+RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+HIDDEN = ["identity", "logistic", "tanh", "relu"]
+ELEMENTWISE = ["identity", "logistic", "tanh", "relu", "exp"]
+# The four canonical (loss, output activation) pairs, and squared error
+# behind a logistic output (the textbook network; not canonical).
+PAIRINGS = [
+    ("squared_error", "identity"),
+    ("poisson", "exp"),
+    ("log_loss", "softmax"),
+    ("binary_log_loss", "logistic"),
+    ("squared_error", "logistic"),
+]
+PAIR_IDS = [f"{loss}+{act}" for loss, act in PAIRINGS]
+CANONICAL_PAIRINGS = PAIRINGS[:4]
+CANONICAL_IDS = PAIR_IDS[:4]
+
+N_SAMPLES = 11
+N_FEATURES = 7
+HIDDEN_SIZES = (5, 3)
+EMPTY_ROW = 3  # a row of zeros: an empty row of the CSR matrix
+
+# SGD and Adam settings as the ``hyper`` vector of train_epoch (a larger SGD
+# step makes the float32 trajectories of two correct codes drift apart):
+# (learning_rate, momentum, nesterov, beta_1, beta_2, epsilon)
+SOLVERS = {
+    "sgd": ("sgd", [0.03, 0.0, 0.0, 0.9, 0.999, 1e-8]),
+    "momentum": ("sgd", [0.03, 0.9, 0.0, 0.9, 0.999, 1e-8]),
+    "nesterov": ("sgd", [0.03, 0.9, 1.0, 0.9, 0.999, 1e-8]),
+    "adam": ("adam", [0.01, 0.0, 0.0, 0.9, 0.999, 1e-8]),
+}
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+
+
+def assert_close(got, want, dtype, rtol=None):
+    """``got`` matches ``want`` to ``rtol`` relative to the scale of ``want``.
+
+    Non-finite entries must match exactly (NaN where NaN, same-signed inf).
+    """
+    rtol = RTOL[dtype] if rtol is None else rtol
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    finite = np.abs(want[np.isfinite(want)])
+    scale = finite.max() if finite.size else 0.0
+    assert_allclose(got, want, rtol=rtol, atol=rtol * scale, equal_nan=True)
+
+
+def n_outputs(out_activation):
+    return 3 if out_activation == "softmax" else 2
+
+
+def make_targets(rng, loss, out_activation, n_rows, n_out):
+    if loss == "squared_error" and out_activation == "identity":
+        return rng.normal(size=(n_rows, n_out))
+    if loss == "squared_error":
+        return rng.uniform(size=(n_rows, n_out))
+    if loss == "poisson":
+        return rng.poisson(1.5, size=(n_rows, n_out)).astype(float)  # has zeros
+    if loss == "log_loss":
+        return np.eye(n_out)[rng.randint(n_out, size=n_rows)]
+    return rng.randint(0, 2, size=(n_rows, n_out)).astype(float)
+
+
+class Problem:
+    """A small network, its data and the kernels' view of it."""
+
+    def __init__(self, rng, dtype, hidden, loss, out_activation, weighted=False, n_samples=N_SAMPLES):
+        hidden = [hidden] * len(HIDDEN_SIZES) if isinstance(hidden, str) else list(hidden)
+        self.dtype = dtype
+        self.sizes = [N_FEATURES, *HIDDEN_SIZES, n_outputs(out_activation)]
+        self.activations = hidden + [out_activation]
+        self.layers = naive.layer_table(
+            self.sizes, [K.ACTIVATION_CODES[a] for a in self.activations]
+        )
+        self.n_params = naive.n_params(self.sizes)
+        self.loss = loss
+        self.loss_code = K.LOSS_CODES[loss]
+        # scikit-learn reports the squared error averaged over outputs
+        self.loss_scale = 1.0 / self.sizes[-1] if loss == "squared_error" else 1.0
+        self.eps = np.finfo(dtype).eps
+
+        X = rng.normal(size=(n_samples, N_FEATURES))
+        X[rng.uniform(size=X.shape) < 0.4] = 0.0
+        X[EMPTY_ROW % n_samples] = 0.0
+        self.X = np.ascontiguousarray(X, dtype=dtype)
+        self.Y = np.ascontiguousarray(
+            make_targets(rng, loss, out_activation, n_samples, self.sizes[-1]), dtype=dtype
+        )
+        sw = rng.uniform(0.5, 2.0, size=n_samples) if weighted else np.ones(n_samples)
+        self.sample_weight = sw.astype(dtype)
+        self.params = rng.uniform(-0.6, 0.6, size=self.n_params).astype(dtype)
+
+    @property
+    def coefs(self):
+        return naive.unpack(self.params, self.sizes)[0]
+
+    @property
+    def intercepts(self):
+        return naive.unpack(self.params, self.sizes)[1]
+
+    def units(self):
+        return sum(self.sizes[1:])
+
+    def naive_outputs(self, X=None, params=None):
+        params = self.params if params is None else params
+        coefs, intercepts = naive.unpack(params, self.sizes)
+        return naive.forward(self.X if X is None else X, coefs, intercepts, self.activations)
+
+    def naive_loss_and_gradient(self, alpha, fit_intercepts, sample_weight=None, X=None, Y=None):
+        return naive.loss_and_gradient(
+            self.X if X is None else X,
+            self.Y if Y is None else Y,
+            self.sample_weight if sample_weight is None else sample_weight,
+            self.params, self.sizes, self.activations, alpha, self.loss,
+            self.loss_scale, self.eps, fit_intercepts,
+        )
+
+
+def kernel_input(X, sparse):
+    """``(X, data, indices, indptr)`` as the kernels take a dense or a CSR input."""
+    if sparse:
+        csr = sp.csr_matrix(X)
+        return (
+            np.empty((0, X.shape[1]), dtype=X.dtype),
+            np.ascontiguousarray(csr.data, dtype=X.dtype),
+            np.ascontiguousarray(csr.indices, dtype=np.int32),
+            np.ascontiguousarray(csr.indptr, dtype=np.int32),
+        )
+    return X, np.empty(0, dtype=X.dtype), np.empty(0, dtype=np.int32), np.zeros(1, dtype=np.int32)
+
+
+def nan_buffer(n, dtype):
+    return np.full(n, np.nan, dtype=dtype)
+
+
+def kernel_loss_and_gradient(
+    p, capacity, alpha, fit_intercepts, sparse, X=None, Y=None, sample_weight=None, loss_scale=None
+):
+    X = p.X if X is None else X
+    Xk, data, indices, indptr = kernel_input(X, sparse)
+    acts = nan_buffer(capacity * p.units(), p.dtype)
+    deltas = nan_buffer(capacity * p.units(), p.dtype)
+    grads = nan_buffer(p.n_params, p.dtype)
+    scratch = nan_buffer(p.n_params, p.dtype)
+    rows = np.full(capacity, -1, dtype=np.int64)
+    objective = K.loss_and_gradient(
+        Xk, data, indices, indptr, sparse,
+        p.Y if Y is None else Y,
+        p.sample_weight if sample_weight is None else sample_weight,
+        p.params, p.layers, acts, deltas, grads, scratch, rows, capacity,
+        float(alpha), p.loss_code, float(p.loss_scale if loss_scale is None else loss_scale),
+        p.eps, fit_intercepts,
+    )
+    return objective, grads
+
+
+def kernel_predict(p, capacity, sparse, X=None):
+    X = p.X if X is None else X
+    Xk, data, indices, indptr = kernel_input(X, sparse)
+    acts = nan_buffer(capacity * p.units(), p.dtype)
+    rows = np.full(capacity, -1, dtype=np.int64)
+    out = np.full((X.shape[0], p.sizes[-1]), np.nan, dtype=p.dtype)
+    K.predict(Xk, data, indices, indptr, sparse, p.params, p.layers, acts, rows, capacity, out)
+    return out
+
+
+def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solver, hyper, state_a, state_b, t):
+    Xk, data, indices, indptr = kernel_input(p.X, sparse)
+    capacity = batch_size + 2  # buffers may be larger than a batch
+    acts = nan_buffer(capacity * p.units(), p.dtype)
+    deltas = nan_buffer(capacity * p.units(), p.dtype)
+    grads = nan_buffer(p.n_params, p.dtype)
+    Xb = np.full((capacity, N_FEATURES), np.nan, dtype=p.dtype)
+    Yb = np.full((capacity, p.sizes[-1]), np.nan, dtype=p.dtype)
+    swb = nan_buffer(capacity, p.dtype)
+    rows = np.full(capacity, -1, dtype=np.int64)
+    return K.train_epoch(
+        Xk, data, indices, indptr, sparse, p.Y, p.sample_weight, order, batch_size,
+        p.params, p.layers, acts, deltas, grads, Xb, Yb, swb, rows,
+        float(alpha), p.loss_code, float(p.loss_scale), p.eps, fit_intercepts,
+        K.ADAM if solver == "adam" else K.SGD, np.asarray(hyper, dtype=np.float64),
+        state_a, state_b, t,
+    )
+
+
+def batch_rows(rng, n_rows):
+    """Row numbers of a batch: one row (not the first) or every row, shuffled."""
+    if n_rows == 1:
+        return np.array([5], dtype=np.int64)
+    return rng.permutation(N_SAMPLES).astype(np.int64)
+
+
+dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+pairings = pytest.mark.parametrize("loss, out_activation", PAIRINGS, ids=PAIR_IDS)
+sparse_or_dense = pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+one_or_all_rows = pytest.mark.parametrize("n_rows", [1, N_SAMPLES], ids=["1row", "allrows"])
+
+
+# --------------------------------------------------------------------------
+# The reference agrees with scikit-learn
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["identity", "logistic", "tanh", "relu", "exp", "softmax"])
+def test_naive_activations_match_sklearn(rng, name):
+    Z = rng.normal(scale=3, size=(6, 4))
+    want = Z.copy()
+    sk_base.ACTIVATIONS[name](want)
+    A = naive.activate(name, Z)
+    assert_allclose(A, want, rtol=1e-15)
+    if name in sk_base.DERIVATIVES:
+        delta = rng.normal(size=Z.shape)
+        want_delta = delta.copy()
+        sk_base.DERIVATIVES[name](A, want_delta)
+        assert_allclose(naive.apply_derivative(name, A, delta), want_delta, rtol=1e-15)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("loss, out_activation", CANONICAL_PAIRINGS, ids=CANONICAL_IDS)
+def test_naive_losses_match_sklearn(rng, loss, out_activation, weighted):
+    p = Problem(rng, np.float64, "tanh", loss, out_activation, weighted=weighted)
+    A = p.naive_outputs()[-1]
+    want = sk_base.LOSS_FUNCTIONS[loss](p.Y, A, p.sample_weight if weighted else None)
+    got = naive.weighted_loss_sum(loss, A, p.Y, p.sample_weight, p.eps)
+    got *= p.loss_scale / p.sample_weight.sum()
+    assert_allclose(got, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted+alpha"])
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize("loss, out_activation", CANONICAL_PAIRINGS, ids=CANONICAL_IDS)
+def test_naive_gradient_matches_sklearn_backprop(rng, loss, out_activation, hidden, weighted):
+    p = Problem(rng, np.float64, hidden, loss, out_activation, weighted=weighted)
+    alpha = 0.3 if weighted else 0.0
+    if loss in ("squared_error", "poisson"):
+        est = MLPRegressor(hidden_layer_sizes=HIDDEN_SIZES, activation=hidden, alpha=alpha, loss=loss)
+    else:
+        est = MLPClassifier(hidden_layer_sizes=HIDDEN_SIZES, activation=hidden, alpha=alpha)
+    est.n_layers_ = len(p.sizes)
+    est.out_activation_ = out_activation
+    est.coefs_ = [W.copy() for W in p.coefs]
+    est.intercepts_ = [b.copy() for b in p.intercepts]
+    n_layers = len(p.sizes) - 1
+    want_loss, coef_grads, intercept_grads = est._backprop(
+        p.X, p.Y, p.sample_weight if weighted else None,
+        [p.X] + [None] * n_layers, [None] * n_layers, [None] * n_layers, [None] * n_layers,
+    )
+    got_loss, got_grad = p.naive_loss_and_gradient(alpha, True)
+    assert_allclose(got_loss, want_loss, rtol=1e-13)
+    assert_allclose(got_grad, naive.pack(coef_grads, intercept_grads), rtol=1e-12, atol=1e-15)
+
+
+@dtypes
+@pytest.mark.parametrize("solver", list(SOLVERS))
+def test_naive_optimizers_match_sklearn(rng, dtype, solver):
+    kind, (lr, momentum, nesterov, beta_1, beta_2, epsilon) = SOLVERS[solver]
+    params = rng.normal(size=10).astype(dtype)
+    sk_params = [params[:6].reshape(2, 3).copy(), params[6:].copy()]
+    if kind == "adam":
+        opt = AdamOptimizer(sk_params, lr, beta_1, beta_2, epsilon)
+    else:
+        opt = SGDOptimizer(sk_params, lr, momentum=momentum, nesterov=bool(nesterov))
+    state_a, state_b = np.zeros_like(params), np.zeros_like(params)
+    for t in range(1, 4):
+        grads = rng.normal(size=10).astype(dtype)
+        opt.update_params(sk_params, [grads[:6].reshape(2, 3), grads[6:]])
+        if kind == "adam":
+            naive.adam_step(params, grads, state_a, state_b, t, lr, beta_1, beta_2, epsilon)
+        else:
+            naive.sgd_step(params, grads, state_a, lr, momentum, bool(nesterov))
+        assert params.dtype == dtype
+        assert_array_equal(params, naive.pack(sk_params[:1], sk_params[1:]))
+
+
+# --------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------
+
+
+@dtypes
+@one_or_all_rows
+@pytest.mark.parametrize("name", list(K.ACTIVATION_CODES))
+def test_add_bias_and_activate(rng, dtype, n_rows, name):
+    Z = rng.normal(scale=2, size=(n_rows, 5)).astype(dtype)
+    bias = rng.normal(size=5).astype(dtype)
+    want = naive.activate(name, Z + bias)
+    K.add_bias_and_activate(Z, bias, K.ACTIVATION_CODES[name])
+    assert Z.dtype == dtype
+    assert_close(Z, want, dtype)
+    if name == "softmax":
+        assert_close(Z.sum(axis=1), np.ones(n_rows), dtype)
+
+
+@dtypes
+@one_or_all_rows
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_multiply_by_derivative(rng, dtype, n_rows, name):
+    A = naive.activate(name, rng.normal(scale=2, size=(n_rows, 5))).astype(dtype)
+    delta = rng.normal(size=(n_rows, 5)).astype(dtype)
+    want = naive.apply_derivative(name, A, delta)
+    A_before = A.copy()
+    K.multiply_by_derivative(A, delta, K.ACTIVATION_CODES[name])
+    assert_close(delta, want, dtype)
+    assert_array_equal(A, A_before)
+
+
+# --------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------
+
+
+@dtypes
+@one_or_all_rows
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pairings
+def test_weighted_loss_sum(rng, dtype, n_rows, weighted, loss, out_activation):
+    p = Problem(rng, dtype, "tanh", loss, out_activation, weighted=weighted)
+    rows = batch_rows(rng, n_rows)
+    A = np.ascontiguousarray(p.naive_outputs()[-1][rows])
+    Y, sw = np.ascontiguousarray(p.Y[rows]), np.ascontiguousarray(p.sample_weight[rows])
+    got = K.weighted_loss_sum(A, Y, sw, p.loss_code, p.eps)
+    want = naive.weighted_loss_sum(loss, A, Y, sw, p.eps)
+    assert want > 0
+    assert_close(got, want, dtype)
+
+
+@dtypes
+@pytest.mark.parametrize("loss", ["log_loss", "binary_log_loss"])
+def test_log_loss_clips_probabilities(dtype, loss):
+    # probabilities of exactly 0 and 1, on both the right and the wrong label
+    A = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]], dtype=dtype)
+    Y = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=dtype)
+    sw = np.array([1.0, 2.0, 0.5], dtype=dtype)
+    eps = np.finfo(dtype).eps
+    got = K.weighted_loss_sum(A, Y, sw, K.LOSS_CODES[loss], eps)
+    want = naive.weighted_loss_sum(loss, A, Y, sw, eps)
+    # worked by hand: row 0 pays -log(eps) (twice for binary log-loss),
+    # row 1 pays -log(1 - eps) (twice), row 2 pays log 2 (twice)
+    n_terms = 2 if loss == "binary_log_loss" else 1
+    by_hand = n_terms * (-np.log(float(eps)) - 2 * np.log1p(-float(eps)) + 0.5 * np.log(2))
+    assert np.isfinite(got)
+    assert_close(want, by_hand, np.float64, rtol=1e-14)
+    assert_close(got, want, dtype)
+
+
+@dtypes
+@one_or_all_rows
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pairings
+def test_output_delta(rng, dtype, n_rows, weighted, loss, out_activation):
+    p = Problem(rng, dtype, "tanh", loss, out_activation, weighted=weighted)
+    rows = batch_rows(rng, n_rows)
+    A = np.ascontiguousarray(p.naive_outputs()[-1][rows])
+    Y, sw = np.ascontiguousarray(p.Y[rows]), np.ascontiguousarray(p.sample_weight[rows])
+    delta = np.full_like(A, np.nan)
+    K.output_delta(A, Y, sw, K.ACTIVATION_CODES[out_activation], p.loss_code, delta)
+    assert_close(delta, naive.output_delta(loss, out_activation, A, Y, sw), dtype)
+
+
+# --------------------------------------------------------------------------
+# Network: forward, backward, finalize
+# --------------------------------------------------------------------------
+
+
+def kernel_forward(p, rows, sparse, capacity):
+    """Forward pass of ``p.X[rows]``; the dense path takes the gathered rows."""
+    Xk, data, indices, indptr = kernel_input(p.X, sparse)
+    Xb = Xk if sparse else np.ascontiguousarray(p.X[rows])
+    acts = nan_buffer(capacity * p.units(), p.dtype)
+    output = K.forward(Xb, data, indices, indptr, rows, sparse, p.params, p.layers, acts, capacity)
+    return Xb, (data, indices, indptr), acts, output
+
+
+@dtypes
+@one_or_all_rows
+@sparse_or_dense
+@pytest.mark.parametrize("out_activation", ["identity", "exp", "softmax", "logistic", "tanh", "relu"])
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_forward(rng, dtype, n_rows, sparse, out_activation, hidden):
+    p = Problem(rng, dtype, hidden, "squared_error", out_activation)
+    rows = batch_rows(rng, n_rows)
+    capacity = N_SAMPLES + 2
+    _, _, acts, output = kernel_forward(p, rows, sparse, capacity)
+    want = p.naive_outputs(X=p.X[rows])
+    assert output.shape == (n_rows, p.sizes[-1])
+    assert_close(output, want[-1], dtype)
+    # every layer's activations sit in its block of the flat buffer
+    for start, A in zip(naive.block_offsets(p.sizes, capacity), want):
+        assert_close(acts[start : start + A.size].reshape(A.shape), A, dtype)
+
+
+@dtypes
+@one_or_all_rows
+@sparse_or_dense
+@pytest.mark.parametrize("out_activation", ["identity", "exp", "softmax", "logistic"])
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_backward(rng, dtype, n_rows, sparse, out_activation, hidden):
+    p = Problem(rng, dtype, hidden, "squared_error", out_activation)
+    rows = batch_rows(rng, n_rows)
+    capacity = N_SAMPLES + 2
+    Xb, (data, indices, indptr), acts, _ = kernel_forward(p, rows, sparse, capacity)
+    delta_out = rng.normal(size=(n_rows, p.sizes[-1])).astype(dtype)
+    deltas = nan_buffer(capacity * p.units(), dtype)
+    start = naive.block_offsets(p.sizes, capacity)[-1]
+    deltas[start : start + delta_out.size] = delta_out.ravel()
+    grads = nan_buffer(p.n_params, dtype)
+    K.backward(Xb, data, indices, indptr, rows, sparse, p.params, p.layers, acts, deltas, capacity, grads)
+    X = p.X[rows]
+    dW, db = naive.backward(X, p.coefs, p.naive_outputs(X=X), p.activations, delta_out)
+    assert_close(grads, naive.pack(dW, db), dtype)
+
+
+@dtypes
+@pytest.mark.parametrize("alpha", [0.0, 0.25])
+@pytest.mark.parametrize("fit_intercepts", [True, False], ids=["intercepts", "no-intercepts"])
+def test_finalize_gradient(rng, dtype, alpha, fit_intercepts):
+    p = Problem(rng, dtype, "relu", "log_loss", "softmax")
+    raw = rng.normal(size=p.n_params).astype(dtype)
+    weight_sum = 7.5
+    grads = raw.copy()
+    K.finalize_gradient(grads, p.params, p.layers, dtype(alpha), dtype(weight_sum), fit_intercepts)
+    dW, db = naive.unpack(raw, p.sizes)
+    want = naive.finalize(dW, db, p.coefs, alpha, weight_sum, fit_intercepts)
+    assert_close(grads, want, dtype)
+    if not fit_intercepts:
+        assert_array_equal(grads[~naive.coef_mask(p.sizes)], 0)
+
+
+@dtypes
+def test_squared_coef_norm(rng, dtype):
+    p = Problem(rng, dtype, "relu", "log_loss", "softmax")
+    got = K.squared_coef_norm(p.params, p.layers)
+    # intercepts are not penalised
+    assert_close(got, np.sum(p.params[naive.coef_mask(p.sizes)].astype(np.float64) ** 2), dtype)
+    assert_close(got, naive.squared_coef_norm(p.coefs), dtype)
+
+
+# --------------------------------------------------------------------------
+# Optimizers
+# --------------------------------------------------------------------------
+
+
+@dtypes
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+def test_sgd_step(rng, dtype, momentum, nesterov):
+    params = rng.normal(size=13).astype(dtype)
+    velocity = rng.normal(scale=0.1, size=13).astype(dtype)
+    want_params, want_velocity = params.copy(), velocity.copy()
+    for _ in range(3):
+        grads = rng.normal(size=13).astype(dtype)
+        K.sgd_step(params, grads, velocity, dtype(0.05), dtype(momentum), nesterov)
+        naive.sgd_step(want_params, grads, want_velocity, 0.05, momentum, nesterov)
+        assert_close(params, want_params, dtype)
+        assert_close(velocity, want_velocity, dtype)
+
+
+@dtypes
+def test_adam_step(rng, dtype):
+    params = rng.normal(size=13).astype(dtype)
+    m, v = np.zeros_like(params), np.zeros_like(params)
+    want_params, want_m, want_v = params.copy(), m.copy(), v.copy()
+    for t in range(1, 5):
+        grads = rng.normal(size=13).astype(dtype)
+        K.adam_step(params, grads, m, v, t, 0.01, 0.9, 0.999, 1e-8)
+        naive.adam_step(want_params, grads, want_m, want_v, t, 0.01, 0.9, 0.999, 1e-8)
+        assert_close(m, want_m, dtype)
+        assert_close(v, want_v, dtype)
+        assert_close(params, want_params, dtype)
+
+
+@dtypes
+@pytest.mark.parametrize("nesterov", [False, True], ids=["momentum", "nesterov"])
+def test_sgd_step_by_hand(dtype, nesterov):
+    params = np.array([1.0, -2.0, 0.5], dtype=dtype)
+    grads = np.array([0.5, 1.0, -2.0], dtype=dtype)
+    velocity = np.array([0.1, 0.0, -0.2], dtype=dtype)
+    K.sgd_step(params, grads, velocity, dtype(0.1), dtype(0.9), nesterov)
+    # v = 0.9 v - 0.1 g = [0.09 - 0.05, 0 - 0.1, -0.18 + 0.2]
+    assert_close(velocity, [0.04, -0.1, 0.02], dtype)
+    if nesterov:
+        # update = 0.9 v - 0.1 g = [0.036 - 0.05, -0.09 - 0.1, 0.018 + 0.2]
+        assert_close(params, [0.986, -2.19, 0.718], dtype)
+    else:
+        assert_close(params, [1.04, -2.1, 0.52], dtype)
+
+
+@dtypes
+def test_adam_step_by_hand(dtype):
+    g1 = np.array([0.5, 1.0, -2.0], dtype=dtype)
+    g2 = np.array([1.0, -1.0, 2.0], dtype=dtype)
+    params = np.array([1.0, -2.0, 0.5], dtype=dtype)
+    m, v = np.zeros(3, dtype=dtype), np.zeros(3, dtype=dtype)
+    # beta_1 = 0.5, beta_2 = 0.75, epsilon = 0: step 1 has m = g/2, v = g^2/4,
+    # lr_t = 0.1 sqrt(1 - 0.75) / (1 - 0.5) = 0.1, so each weight moves 0.1 against g
+    K.adam_step(params, g1, m, v, 1, 0.1, 0.5, 0.75, 0.0)
+    assert_close(m, [0.25, 0.5, -1.0], dtype)
+    assert_close(v, [0.0625, 0.25, 1.0], dtype)
+    assert_close(params, [0.9, -2.1, 0.6], dtype)
+    # step 2: m = g1/4 + g2/2 = [0.625, -0.25, 0.5];
+    # v = 3/16 g1^2 + g2^2/4 = [0.296875, 0.4375, 1.75];
+    # lr_t = 0.1 sqrt(1 - 0.5625) / (1 - 0.25)
+    K.adam_step(params, g2, m, v, 2, 0.1, 0.5, 0.75, 0.0)
+    assert_close(m, [0.625, -0.25, 0.5], dtype)
+    assert_close(v, [0.296875, 0.4375, 1.75], dtype)
+    lr_t = 0.1 * np.sqrt(0.4375) / 0.75
+    step = lr_t * np.array([0.625, -0.25, 0.5]) / np.sqrt([0.296875, 0.4375, 1.75])
+    assert_close(params, np.array([0.9, -2.1, 0.6]) - step, dtype)
+    # epsilon: a fresh step 1 with epsilon = 0.5 moves 0.1 g / (|g| + 1)
+    params = np.zeros(3, dtype=dtype)
+    m, v = np.zeros(3, dtype=dtype), np.zeros(3, dtype=dtype)
+    K.adam_step(params, g1, m, v, 1, 0.1, 0.5, 0.75, 0.5)
+    assert_close(params, [-0.05 / 1.5, -0.1 / 2.0, 0.2 / 3.0], dtype)
+
+
+# --------------------------------------------------------------------------
+# Drivers: loss_and_gradient, predict, train_epoch
+# --------------------------------------------------------------------------
+
+# (capacity, weighted, alpha, fit_intercepts): one chunk, uneven chunks
+# (11 = 4 + 4 + 3) and chunks of one row
+LG_CASES = [
+    (N_SAMPLES, False, 0.0, True),
+    (4, True, 0.1, True),
+    (1, True, 0.3, False),
+]
+LG_IDS = ["cap11-plain", "cap4-weighted-alpha", "cap1-weighted-alpha-nointercepts"]
+
+
+@dtypes
+@sparse_or_dense
+@pytest.mark.parametrize("capacity, weighted, alpha, fit_intercepts", LG_CASES, ids=LG_IDS)
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pairings
+def test_loss_and_gradient(rng, dtype, sparse, capacity, weighted, alpha, fit_intercepts, hidden, loss, out_activation):
+    p = Problem(rng, dtype, hidden, loss, out_activation, weighted=weighted)
+    if weighted:
+        p.sample_weight[1] = 0  # a zero weight is allowed
+    params_before = p.params.copy()
+    got_objective, got_grad = kernel_loss_and_gradient(p, capacity, alpha, fit_intercepts, sparse)
+    want_objective, want_grad = p.naive_loss_and_gradient(alpha, fit_intercepts)
+    assert got_grad.dtype == dtype
+    assert_close(got_objective, want_objective, dtype)
+    assert_close(got_grad, want_grad, dtype)
+    assert_array_equal(p.params, params_before)
+    if not fit_intercepts:
+        assert_array_equal(got_grad[~naive.coef_mask(p.sizes)], 0)
+
+
+@dtypes
+@pytest.mark.parametrize("capacity", [1, 4, N_SAMPLES])
+def test_loss_and_gradient_does_not_depend_on_capacity(rng, dtype, capacity):
+    p = Problem(rng, dtype, "tanh", "log_loss", "softmax", weighted=True)
+    objective, grad = kernel_loss_and_gradient(p, capacity, 0.1, True, False)
+    whole_objective, whole_grad = kernel_loss_and_gradient(p, N_SAMPLES, 0.1, True, False)
+    assert_close(objective, whole_objective, dtype)
+    assert_close(grad, whole_grad, dtype)
+
+
+@dtypes
+def test_loss_scale_scales_only_the_data_term(rng, dtype):
+    p = Problem(rng, dtype, "tanh", "squared_error", "identity")
+    alpha = 0.2
+    objective_1, grad_1 = kernel_loss_and_gradient(p, N_SAMPLES, alpha, True, False, loss_scale=1.0)
+    objective_half, grad_half = kernel_loss_and_gradient(p, N_SAMPLES, alpha, True, False, loss_scale=0.5)
+    penalty = 0.5 * alpha * naive.squared_coef_norm(p.coefs) / N_SAMPLES
+    assert penalty > 0
+    assert_close(objective_half - penalty, 0.5 * (objective_1 - penalty), dtype)
+    assert_array_equal(grad_half, grad_1)
+
+
+@dtypes
+@sparse_or_dense
+@pytest.mark.parametrize("capacity", [1, 4, N_SAMPLES + 3])
+@pairings
+def test_predict(rng, dtype, sparse, capacity, loss, out_activation):
+    p = Problem(rng, dtype, ["relu", "logistic"], loss, out_activation)
+    out = kernel_predict(p, capacity, sparse)
+    assert_close(out, p.naive_outputs()[-1], dtype)
+
+
+# (batch_size, weighted, alpha, fit_intercepts, subset): one row per batch,
+# uneven batches over a subset of rows (as after a validation split), one batch
+EPOCH_CASES = [
+    (1, False, 0.0, True, False),
+    (4, True, 0.1, False, True),
+    (N_SAMPLES, True, 0.3, True, False),
+]
+EPOCH_IDS = ["batch1-plain", "batch4-weighted-alpha-nointercepts-subset", "batch11-weighted-alpha"]
+
+
+@dtypes
+@sparse_or_dense
+@pytest.mark.parametrize("batch_size, weighted, alpha, fit_intercepts, subset", EPOCH_CASES, ids=EPOCH_IDS)
+@pytest.mark.parametrize("solver", list(SOLVERS))
+@pairings
+def test_train_epoch(
+    rng, dtype, sparse, batch_size, weighted, alpha, fit_intercepts, subset, solver, loss, out_activation
+):
+    p = Problem(rng, dtype, ["tanh", "relu"], loss, out_activation, weighted=weighted)
+    kind, hyper = SOLVERS[solver]
+    params = p.params.copy()  # the reference's copy
+    state_a, state_b = np.zeros_like(params), np.zeros_like(params)
+    want_a, want_b = np.zeros_like(params), np.zeros_like(params)
+    t = np.zeros(1, dtype=np.int64)
+    want_t = 0
+    initial = p.params.copy()
+    intercepts_before = p.params[~naive.coef_mask(p.sizes)].copy()
+    for _ in range(2):  # the optimizer state carries over between epochs
+        order = rng.permutation(N_SAMPLES)[: N_SAMPLES - 2 if subset else N_SAMPLES].astype(np.int64)
+        want_loss, want_t = naive.train_epoch(
+            p.X, p.Y, p.sample_weight, order, batch_size, params, p.sizes, p.activations,
+            alpha, loss, p.loss_scale, p.eps, fit_intercepts, kind, hyper, want_a, want_b, want_t,
+        )
+        got_loss = kernel_train_epoch(
+            p, order, batch_size, alpha, fit_intercepts, sparse, kind, hyper, state_a, state_b, t
+        )
+        assert np.isfinite(want_loss)
+        assert_close(got_loss, want_loss, dtype)
+        assert_close(p.params, params, dtype)
+        assert_close(state_a, want_a, dtype)
+        if kind == "adam":
+            assert_close(state_b, want_b, dtype)
+        assert t[0] == want_t
+    coefs = naive.coef_mask(p.sizes)
+    assert np.abs(p.params[coefs] - initial[coefs]).max() > 1e-3  # training did move
+    if not fit_intercepts:
+        assert_array_equal(p.params[~naive.coef_mask(p.sizes)], intercepts_before)
+
+
+@dtypes
+def test_train_epoch_loss_sum_adds_batch_objectives_times_lengths(rng, dtype):
+    # lr = 0 freezes the weights; with unit weights each batch objective is
+    # (its data loss + alpha/2 ||W||^2) / its length, so the epoch's loss sum
+    # is the total data loss plus one penalty per batch (3 batches: 4, 4, 3)
+    p = Problem(rng, dtype, "tanh", "log_loss", "softmax")
+    alpha = 0.2
+    order = np.arange(N_SAMPLES, dtype=np.int64)
+    hyper = [0.0, 0.9, 1.0, 0.9, 0.999, 1e-8]
+    state = np.zeros_like(p.params)
+    t = np.zeros(1, dtype=np.int64)
+    before = p.params.copy()
+    loss_sum = kernel_train_epoch(p, order, 4, alpha, True, False, "sgd", hyper, state, state.copy(), t)
+    data_loss = naive.weighted_loss_sum(p.loss, p.naive_outputs()[-1], p.Y, p.sample_weight, p.eps)
+    penalty = 0.5 * alpha * naive.squared_coef_norm(p.coefs)
+    assert_array_equal(p.params, before)
+    assert_close(loss_sum, data_loss + 3 * penalty, dtype)
+
+
+# --------------------------------------------------------------------------
+# Non-finite values propagate; kernels never raise
+# --------------------------------------------------------------------------
+
+
+# relu must keep NaN as scikit-learn's np.maximum(Z, 0) does: a NaN input, or
+# an inf input that turns into inf - inf = NaN one layer further, must not
+# vanish behind a relu layer (a bug these tests caught once).
+
+
+@dtypes
+@pytest.mark.parametrize("name", list(K.ACTIVATION_CODES))
+def test_activations_propagate_non_finite(dtype, name):
+    Z = np.array([[np.nan, 0.5, -1.0], [np.inf, 0.5, -1.0], [-np.inf, 0.5, -1.0], [1.0, 2.0, 3.0]], dtype=dtype)
+    bias = np.array([0.1, -0.2, 0.3], dtype=dtype)
+    want = naive.activate(name, Z + bias)
+    K.add_bias_and_activate(Z, bias, K.ACTIVATION_CODES[name])
+    assert_close(Z, want, dtype)
+    assert np.isnan(Z[0, 0]) and (name != "softmax" or np.isnan(Z[0]).all())
+
+
+@dtypes
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_derivatives_propagate_non_finite(dtype, name):
+    A = naive.activate(name, np.array([[np.nan, 0.5, -1.0, 2.0]])).astype(dtype)
+    delta = np.array([[1.0, np.nan, np.inf, 0.5]], dtype=dtype)
+    want = naive.apply_derivative(name, A, delta)
+    K.multiply_by_derivative(A, delta, K.ACTIVATION_CODES[name])
+    assert_close(delta, want, dtype)
+    assert np.isnan(delta[0, 1])
+
+
+@dtypes
+@pairings
+def test_losses_propagate_nan(dtype, loss, out_activation):
+    A = np.array([[0.3, np.nan], [0.4, 0.6]], dtype=dtype)
+    Y = np.array([[0.0, 1.0], [1.0, 0.0]], dtype=dtype)
+    sw = np.ones(2, dtype=dtype)
+    code = K.LOSS_CODES[loss]
+    assert np.isnan(K.weighted_loss_sum(A, Y, sw, code, np.finfo(dtype).eps))
+    assert np.isnan(naive.weighted_loss_sum(loss, A, Y, sw, np.finfo(dtype).eps))
+    delta = np.zeros_like(A)
+    K.output_delta(A, Y, sw, K.ACTIVATION_CODES[out_activation], code, delta)
+    assert np.isnan(delta[0, 1]) and np.isfinite(delta[1]).all()
+
+
+@dtypes
+@sparse_or_dense
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize(
+    "loss, out_activation", [PAIRINGS[0], PAIRINGS[2]], ids=[PAIR_IDS[0], PAIR_IDS[2]]
+)
+def test_non_finite_input_propagates(rng, dtype, sparse, bad, hidden, loss, out_activation):
+    p = Problem(rng, dtype, hidden, loss, out_activation)
+    X = p.X.copy()
+    X[2, 1] = bad
+    out = kernel_predict(p, 4, sparse, X=X)
+    # a CSR product skips stored zeros, so 0 * NaN never happens there
+    X_ref = sp.csr_matrix(X) if sparse else X
+    want = p.naive_outputs(X=X_ref)[-1]
+    assert_close(out, want, dtype)
+    assert np.isfinite(np.delete(out, 2, axis=0)).all()
+    if np.isnan(bad):
+        assert np.isnan(out[2]).all()
+    objective, grad = kernel_loss_and_gradient(p, 4, 0.1, True, sparse, X=X)
+    want_objective, want_grad = p.naive_loss_and_gradient(0.1, True, X=X_ref)
+    assert_close(objective, want_objective, dtype)
+    assert_close(grad, want_grad, dtype)
+    if np.isnan(bad):
+        assert np.isnan(objective)
+
+
+@dtypes
+def test_nan_target_or_weight_propagates(rng, dtype):
+    p = Problem(rng, dtype, "tanh", "squared_error", "identity")
+    Y = p.Y.copy()
+    Y[4, 0] = np.nan
+    objective, grad = kernel_loss_and_gradient(p, 4, 0.0, True, False, Y=Y)
+    assert np.isnan(objective) and np.isnan(grad).any()
+    want_objective, want_grad = p.naive_loss_and_gradient(0.0, True, Y=Y)
+    assert_close(grad, want_grad, dtype)
+    sw = p.sample_weight.copy()
+    sw[6] = np.nan
+    objective, grad = kernel_loss_and_gradient(p, 4, 0.0, True, False, sample_weight=sw)
+    assert np.isnan(objective) and np.isnan(grad).all()
+
+
+@dtypes
+def test_zero_weight_sum_gives_nan_without_raising(rng, dtype):
+    p = Problem(rng, dtype, "tanh", "log_loss", "softmax")
+    zeros = np.zeros(N_SAMPLES, dtype=dtype)
+    objective, grad = kernel_loss_and_gradient(p, 4, 0.0, True, False, sample_weight=zeros)
+    assert np.isnan(objective)  # 0 / 0
+    assert np.isnan(grad).all()
+
+
+@dtypes
+@pytest.mark.parametrize("solver", ["momentum", "adam"])
+def test_train_epoch_with_non_finite_params_does_not_raise(rng, dtype, solver):
+    p = Problem(rng, dtype, "tanh", "poisson", "exp")
+    p.params[0] = np.nan
+    p.params[-1] = 1e4  # exp overflows to inf
+    kind, hyper = SOLVERS[solver]
+    state_a, state_b = np.zeros_like(p.params), np.zeros_like(p.params)
+    t = np.zeros(1, dtype=np.int64)
+    order = np.arange(N_SAMPLES, dtype=np.int64)
+    loss_sum = kernel_train_epoch(p, order, 4, 0.1, True, False, kind, hyper, state_a, state_b, t)
+    assert not np.isfinite(loss_sum)
+    assert np.isnan(p.params).any()
