@@ -6,6 +6,13 @@ scikit-learn's ``SGDOptimizer`` and ``AdamOptimizer``:
     sgd:   v <- mu v - lr g ;  update = mu v - lr g (Nesterov) or v ;  w <- w + update
     adam:  m <- b1 m + (1 - b1) g ;  v <- b2 v + (1 - b2) g^2
            lr_t = lr sqrt(1 - b2^t) / (1 - b1^t) ;  w <- w - lr_t m / (sqrt(v) + eps)
+
+``sgd_step`` / ``adam_step`` take a finished gradient. The training loop uses
+``sgd_update`` / ``adam_update`` instead, which take the RAW back-propagated
+sums and finish the gradient on the fly -- ``(dW + alpha W) / S`` for the
+weights (the first ``n_coefs`` entries), ``db / S`` for the intercepts -- while
+also summing ``||W||^2`` for the loss: one pass over the parameters per batch
+instead of three.
 """
 
 import numpy as np
@@ -14,6 +21,35 @@ from ._jit import jit
 
 SGD = 0
 ADAM = 1
+
+
+@jit
+def _sgd_element(params, velocity, k, g, learning_rate, momentum, nesterov):
+    """SGD step of parameter k with gradient g."""
+    v = momentum * velocity[k] - learning_rate * g
+    velocity[k] = v
+    if nesterov:
+        params[k] += momentum * v - learning_rate * g
+    else:
+        params[k] += v
+
+
+@jit
+def _adam_element(params, first_moment, second_moment, k, g, lr_t, b1, b2, one_minus_b1, one_minus_b2, eps):
+    """Adam step of parameter k with gradient g."""
+    m = b1 * first_moment[k] + one_minus_b1 * g
+    v = b2 * second_moment[k] + one_minus_b2 * (g * g)
+    first_moment[k] = m
+    second_moment[k] = v
+    params[k] += -lr_t * m / (np.sqrt(v) + eps)
+
+
+@jit
+def _adam_rates(dtype_array, step, learning_rate, beta_1, beta_2, epsilon):
+    """Step size ``lr_t`` (float64) and the moments' constants in the parameters' dtype."""
+    lr_t = learning_rate * np.sqrt(1 - beta_2 ** np.float64(step)) / (1 - beta_1 ** np.float64(step))
+    cast = dtype_array.dtype.type
+    return lr_t, cast(beta_1), cast(beta_2), cast(1 - beta_1), cast(1 - beta_2), cast(epsilon)
 
 
 @jit
@@ -30,12 +66,7 @@ def sgd_step(params, grads, velocity, learning_rate, momentum, nesterov):
         Whether to take Nesterov's look-ahead step.
     """
     for k in range(params.shape[0]):
-        v = momentum * velocity[k] - learning_rate * grads[k]
-        velocity[k] = v
-        if nesterov:
-            params[k] += momentum * v - learning_rate * grads[k]
-        else:
-            params[k] += v
+        _sgd_element(params, velocity, k, grads[k], learning_rate, momentum, nesterov)
 
 
 @jit
@@ -52,16 +83,69 @@ def adam_step(params, grads, first_moment, second_moment, step, learning_rate, b
         Adam's hyper-parameters (float64; the moments use them in the
         parameters' dtype).
     """
-    lr_t = learning_rate * np.sqrt(1 - beta_2 ** np.float64(step)) / (1 - beta_1 ** np.float64(step))
-    b1 = first_moment.dtype.type(beta_1)
-    b2 = second_moment.dtype.type(beta_2)
-    one_minus_b1 = first_moment.dtype.type(1 - beta_1)
-    one_minus_b2 = second_moment.dtype.type(1 - beta_2)
-    eps = second_moment.dtype.type(epsilon)
+    lr_t, b1, b2, c1, c2, eps = _adam_rates(params, step, learning_rate, beta_1, beta_2, epsilon)
     for k in range(params.shape[0]):
-        g = grads[k]
-        m = b1 * first_moment[k] + one_minus_b1 * g
-        v = b2 * second_moment[k] + one_minus_b2 * (g * g)
-        first_moment[k] = m
-        second_moment[k] = v
-        params[k] += -lr_t * m / (np.sqrt(v) + eps)
+        _adam_element(params, first_moment, second_moment, k, grads[k], lr_t, b1, b2, c1, c2, eps)
+
+
+@jit
+def sgd_update(params, raw_grads, velocity, learning_rate, momentum, nesterov,
+               alpha, weight_sum, n_coefs, fit_intercepts):
+    """Finish the raw gradient and take an SGD step in one pass; return ``||W||^2`` before it.
+
+    Parameters
+    ----------
+    params, raw_grads, velocity : ndarray of shape (n_params,)
+        Flat parameters, raw back-propagated sums and the velocity buffer.
+    learning_rate, momentum, alpha, weight_sum : float
+        Step size, momentum, L2 strength and the batch's weight sum S, of the
+        parameters' dtype.
+    nesterov : bool
+        Whether to take Nesterov's look-ahead step.
+    n_coefs : int
+        Number of weights (they come first in the buffer).
+    fit_intercepts : bool
+        Whether intercepts move.
+
+    Returns
+    -------
+    penalty : float
+        Sum of squared weights before the step, in float64.
+    """
+    penalty = 0.0
+    for k in range(n_coefs):
+        w = params[k]
+        penalty += np.float64(w) * w
+        g = (raw_grads[k] + alpha * w) / weight_sum
+        _sgd_element(params, velocity, k, g, learning_rate, momentum, nesterov)
+    if fit_intercepts:
+        for k in range(n_coefs, params.shape[0]):
+            _sgd_element(params, velocity, k, raw_grads[k] / weight_sum, learning_rate, momentum, nesterov)
+    else:
+        for k in range(n_coefs, params.shape[0]):
+            _sgd_element(params, velocity, k, weight_sum * 0, learning_rate, momentum, nesterov)
+    return penalty
+
+
+@jit
+def adam_update(params, raw_grads, first_moment, second_moment, step, learning_rate, beta_1,
+                beta_2, epsilon, alpha, weight_sum, n_coefs, fit_intercepts):
+    """Finish the raw gradient and take an Adam step in one pass; return ``||W||^2`` before it.
+
+    Arguments are those of :func:`adam_step` and :func:`sgd_update`.
+    """
+    lr_t, b1, b2, c1, c2, eps = _adam_rates(params, step, learning_rate, beta_1, beta_2, epsilon)
+    penalty = 0.0
+    for k in range(n_coefs):
+        w = params[k]
+        penalty += np.float64(w) * w
+        g = (raw_grads[k] + alpha * w) / weight_sum
+        _adam_element(params, first_moment, second_moment, k, g, lr_t, b1, b2, c1, c2, eps)
+    if fit_intercepts:
+        for k in range(n_coefs, params.shape[0]):
+            g = raw_grads[k] / weight_sum
+            _adam_element(params, first_moment, second_moment, k, g, lr_t, b1, b2, c1, c2, eps)
+    else:
+        for k in range(n_coefs, params.shape[0]):
+            _adam_element(params, first_moment, second_moment, k, weight_sum * 0, lr_t, b1, b2, c1, c2, eps)
+    return penalty

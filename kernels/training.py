@@ -14,6 +14,7 @@ from ._jit import jit
 from .losses import output_delta, weighted_loss_sum
 from .network import (
     ACTIVATION,
+    INTERCEPT_OFFSET,
     backward,
     backward_recording,
     finalize_gradient,
@@ -22,7 +23,7 @@ from .network import (
     squared_coef_norm,
     unit_view,
 )
-from .optimizers import ADAM, adam_step, sgd_step
+from .optimizers import ADAM, adam_update, sgd_update
 
 # Positions in the float64 ``hyper`` vector of train_epoch.
 LEARNING_RATE = 0
@@ -35,33 +36,22 @@ N_HYPER = 6
 
 
 @jit
-def batch_loss_and_gradient(
+def raw_batch_gradient(
     Xb, data, indices, indptr, rows, sparse, Yb, swb, params, layers, acts, deltas,
-    capacity, grads, alpha, loss_code, loss_scale, eps, fit_intercepts,
+    capacity, grads, loss_code, eps, zs, dAs, record,
 ):
-    """Forward and backward pass of one batch; the finished gradient goes to ``grads``.
-
-    Returns the batch objective as scikit-learn reports it:
-    ``loss_scale * sum_i s_i loss_i / S + alpha / 2 * ||W||^2 / S`` with
-    ``S = sum_i s_i``.
-    """
-    return batch_loss_and_gradient_recording(
-        Xb, data, indices, indptr, rows, sparse, Yb, swb, params, layers, acts, deltas,
-        capacity, grads, alpha, loss_code, loss_scale, eps, fit_intercepts,
-        acts[:0], deltas[:0], False,
-    )
-
-
-@jit
-def batch_loss_and_gradient_recording(
-    Xb, data, indices, indptr, rows, sparse, Yb, swb, params, layers, acts, deltas,
-    capacity, grads, alpha, loss_code, loss_scale, eps, fit_intercepts, zs, dAs, record,
-):
-    """:func:`batch_loss_and_gradient` that also keeps every ``Z[l]`` and hidden ``dA[l]``.
+    """Forward pass, loss and backward pass of one batch; RAW gradient sums into ``grads``.
 
     With ``record``, ``zs`` (layout of ``acts``) receives the pre-activations
     and ``dAs`` (layout of ``deltas``) the back-propagated ``dZ[l+1] W^T`` of
     every hidden layer, both before any division by the weight sum.
+
+    Returns
+    -------
+    data_loss : float
+        ``sum_i s_i loss_i`` over the batch.
+    weight_sum : float
+        ``S = sum_i s_i``.
     """
     output = forward_recording(
         Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity, zs, record
@@ -71,16 +61,39 @@ def batch_loss_and_gradient_recording(
     for i in range(swb.shape[0]):
         weight_sum += swb[i]
     data_loss = weighted_loss_sum(output, Yb, swb, loss_code, eps)
-    penalty = squared_coef_norm(params, layers)
     delta = unit_view(deltas, layers, n_layers - 1, capacity, output.shape[0])
     output_delta(output, Yb, swb, layers[n_layers - 1, ACTIVATION], loss_code, delta)
     backward_recording(
         Xb, data, indices, indptr, rows, sparse, params, layers, acts, deltas, capacity, grads,
         dAs, record,
     )
+    return data_loss, weight_sum
+
+
+@jit
+def reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale):
+    """The objective as scikit-learn reports it: ``loss_scale * L / S + alpha / 2 * ||W||^2 / S``."""
+    return loss_scale * data_loss / weight_sum + 0.5 * alpha * penalty / weight_sum
+
+
+@jit
+def batch_loss_and_gradient_recording(
+    Xb, data, indices, indptr, rows, sparse, Yb, swb, params, layers, acts, deltas,
+    capacity, grads, alpha, loss_code, loss_scale, eps, fit_intercepts, zs, dAs, record,
+):
+    """One batch's objective, with its finished gradient in ``grads``.
+
+    Arguments are those of :func:`raw_batch_gradient` plus ``alpha``,
+    ``loss_scale`` and ``fit_intercepts``; returns :func:`reported_loss`.
+    """
+    data_loss, weight_sum = raw_batch_gradient(
+        Xb, data, indices, indptr, rows, sparse, Yb, swb, params, layers, acts, deltas,
+        capacity, grads, loss_code, eps, zs, dAs, record,
+    )
+    penalty = squared_coef_norm(params, layers)
     typed_sum = params.dtype.type(weight_sum)
     finalize_gradient(grads, params, layers, params.dtype.type(alpha), typed_sum, fit_intercepts)
-    return loss_scale * data_loss / weight_sum + 0.5 * alpha * penalty / weight_sum
+    return reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale)
 
 
 @jit
@@ -110,7 +123,7 @@ def train_epoch(
     batch_size : int
         Rows per mini-batch (at most the capacity of the work buffers).
     params, grads : ndarray of shape (n_params,)
-        Flat parameters (updated in place) and gradient buffer.
+        Flat parameters (updated in place) and the buffer of raw gradient sums.
     layers : ndarray of shape (n_layers, 5)
         Layer table.
     acts, deltas : ndarray
@@ -142,6 +155,8 @@ def train_epoch(
     learning_rate = dtype(hyper[LEARNING_RATE])
     momentum = dtype(hyper[MOMENTUM])
     nesterov = hyper[NESTEROV] != 0
+    typed_alpha = dtype(alpha)
+    n_coefs = layers[0, INTERCEPT_OFFSET]
     loss_sum = 0.0
     for start in range(0, n_train, batch_size):
         stop = min(start + batch_size, n_train)
@@ -158,20 +173,25 @@ def train_epoch(
             X_batch = Xb[:n_rows]
             for k in range(n_rows):
                 X_batch[k, :] = X[batch_rows[k], :]
-        batch_loss = batch_loss_and_gradient(
+        data_loss, weight_sum = raw_batch_gradient(
             X_batch, data, indices, indptr, batch_rows, sparse, Yb[:n_rows], swb[:n_rows],
-            params, layers, acts, deltas, batch_size, grads,
-            alpha, loss_code, loss_scale, eps, fit_intercepts,
+            params, layers, acts, deltas, batch_size, grads, loss_code, eps,
+            acts[:0], deltas[:0], False,
         )
-        loss_sum += batch_loss * n_rows
+        typed_sum = dtype(weight_sum)
         if solver == ADAM:
             step_counter[0] += 1
-            adam_step(
+            penalty = adam_update(
                 params, grads, state_a, state_b, step_counter[0], hyper[LEARNING_RATE],
-                hyper[BETA_1], hyper[BETA_2], hyper[EPSILON],
+                hyper[BETA_1], hyper[BETA_2], hyper[EPSILON], typed_alpha, typed_sum,
+                n_coefs, fit_intercepts,
             )
         else:
-            sgd_step(params, grads, state_a, learning_rate, momentum, nesterov)
+            penalty = sgd_update(
+                params, grads, state_a, learning_rate, momentum, nesterov, typed_alpha,
+                typed_sum, n_coefs, fit_intercepts,
+            )
+        loss_sum += reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale) * n_rows
     return loss_sum
 
 
@@ -186,7 +206,7 @@ def loss_and_gradient(
     holds each chunk after the first) before the L2 term and the division by
     the weight sum, so the result does not depend on the chunk size beyond
     floating-point reordering. Returns the objective as scikit-learn's
-    L-BFGS sees it (see :func:`batch_loss_and_gradient`).
+    L-BFGS sees it (see :func:`reported_loss`).
     """
     n_samples = indptr.shape[0] - 1 if sparse else X.shape[0]
     n_layers = layers.shape[0]
@@ -215,7 +235,7 @@ def loss_and_gradient(
     penalty = squared_coef_norm(params, layers)
     typed_sum = params.dtype.type(weight_sum)
     finalize_gradient(grads, params, layers, params.dtype.type(alpha), typed_sum, fit_intercepts)
-    return loss_scale * data_loss / weight_sum + 0.5 * alpha * penalty / weight_sum
+    return reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale)
 
 
 @jit
