@@ -47,6 +47,10 @@ def add_bias_and_activate(Z, bias, code):
         Activation code (see ``ACTIVATION_CODES``).
     """
     n_rows, n_units = Z.shape
+    # constants in Z's dtype: an integer or float64 literal would turn float32
+    # arithmetic into float64 (Numba does not follow NEP 50)
+    zero = Z.dtype.type(0)
+    one = Z.dtype.type(1)
     if code == IDENTITY:
         for i in range(n_rows):
             for j in range(n_units):
@@ -55,11 +59,11 @@ def add_bias_and_activate(Z, bias, code):
         for i in range(n_rows):
             for j in range(n_units):
                 z = Z[i, j] + bias[j]
-                Z[i, j] = 0 if z <= 0 else z  # keeps NaN, as np.maximum(z, 0) does
+                Z[i, j] = zero if z <= 0 else z  # keeps NaN, as np.maximum(z, 0) does
     elif code == LOGISTIC:
         for i in range(n_rows):
             for j in range(n_units):
-                Z[i, j] = 1.0 / (1.0 + np.exp(-(Z[i, j] + bias[j])))
+                Z[i, j] = one / (one + np.exp(-(Z[i, j] + bias[j])))
     elif code == TANH:
         for i in range(n_rows):
             for j in range(n_units):
@@ -76,7 +80,7 @@ def add_bias_and_activate(Z, bias, code):
             for j in range(1, n_units):
                 if Z[i, j] > row_max:
                     row_max = Z[i, j]
-            total = 0.0
+            total = zero
             for j in range(n_units):
                 Z[i, j] = np.exp(Z[i, j] - row_max)
                 total += Z[i, j]
@@ -98,21 +102,22 @@ def multiply_by_derivative(A, delta, code):
         Activation code of an elementwise activation (not softmax).
     """
     n_rows, n_units = A.shape
+    zero = A.dtype.type(0)
+    one = A.dtype.type(1)
     if code == RELU:
         for i in range(n_rows):
             for j in range(n_units):
-                if A[i, j] == 0:
-                    delta[i, j] = 0
+                delta[i, j] = zero if A[i, j] == 0 else delta[i, j]
     elif code == LOGISTIC:
         for i in range(n_rows):
             for j in range(n_units):
                 a = A[i, j]
-                delta[i, j] = delta[i, j] * a * (1 - a)
+                delta[i, j] = delta[i, j] * a * (one - a)
     elif code == TANH:
         for i in range(n_rows):
             for j in range(n_units):
                 a = A[i, j]
-                delta[i, j] = delta[i, j] * (1 - a * a)
+                delta[i, j] = delta[i, j] * (one - a * a)
     elif code == EXP:
         for i in range(n_rows):
             for j in range(n_units):
