@@ -157,8 +157,9 @@ class BaseMultilayerPerceptron(BaseEstimator):
     def _get_network(self):
         """The network whose flat buffer ``coefs_`` / ``intercepts_`` view.
 
-        When those lists were replaced or unpickled (they are then no longer
-        views of one buffer), their values are packed into a new network.
+        When the user replaced those lists or their arrays (they are then no
+        longer views of one buffer), their values are copied into a new
+        network and ``coefs_`` / ``intercepts_`` become its views.
         """
         network = getattr(self, "_network", None)
         if network is not None and network.owns(self.coefs_, self.intercepts_):
@@ -173,10 +174,16 @@ class BaseMultilayerPerceptron(BaseEstimator):
         return network
 
     def __getstate__(self):
-        state = super().__getstate__()
-        # coefs_ / intercepts_ carry the weights; the network is rebuilt on use.
+        # coefs_ / intercepts_ carry the weights; the network is rebuilt from
+        # them on unpickling (the state is a copy: pickling must not change self)
+        state = dict(super().__getstate__())
         state.pop("_network", None)
         return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "coefs_" in self.__dict__:
+            self._get_network()
 
     # ------------------------------------------------------------------
     # Fitting
@@ -352,7 +359,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
                     "sample size. It is going to be clipped"
                 )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
-        work = Workspace(network, batch_size)
+        work = Workspace(network, batch_size, sparse=X_input.sparse)
         _, loss_scale = self._kernel_loss()
 
         try:

@@ -72,11 +72,13 @@ class Workspace:
         The network whose layer table fixes the buffer sizes.
     capacity : int
         Maximum rows per mini-batch or chunk.
-    n_outputs : int
-        Width of the target rows.
+    with_batch : bool, default=True
+        Whether to allocate the gathered mini-batch (rows, targets, weights).
+    sparse : bool, default=False
+        Whether the input is CSR (then no dense row buffer is needed).
     """
 
-    def __init__(self, network, capacity, *, with_batch=True):
+    def __init__(self, network, capacity, *, with_batch=True, sparse=False):
         dtype = network.dtype
         units = network.layer_units
         self.capacity = capacity
@@ -85,7 +87,8 @@ class Workspace:
         self.grads = np.empty(network.n_params, dtype=dtype)
         self.rows = np.empty(capacity, dtype=np.int64)
         if with_batch:
-            self.Xb = np.empty((capacity, units[0]), dtype=dtype)
+            # sparse batches are read straight from the CSR arrays
+            self.Xb = np.empty((0 if sparse else capacity, units[0]), dtype=dtype)
             self.Yb = np.empty((capacity, units[-1]), dtype=dtype)
             self.swb = np.empty(capacity, dtype=dtype)
 
@@ -579,7 +582,7 @@ class Network:
         optimizer = StochasticOptimizer(
             "sgd", self.n_params, self.dtype, learning_rate, momentum=momentum, nesterov=False
         )
-        work = Workspace(self, batch_size)
+        work = Workspace(self, batch_size, sparse=X_input.sparse)
         order = np.arange(n_samples, dtype=np.int64)
         return [
             run_epoch(self, X_input, Y, sample_weight, order, batch_size, work, optimizer, alpha, 1.0)

@@ -1,0 +1,160 @@
+"""scikit-learn's estimator checks and API identity for fastbp's MLPs.
+
+``parametrize_with_checks`` runs scikit-learn's whole API contract (cloning,
+pickling, input validation, dtypes, sparse input, sample weights, n_features
+checks, idempotent fit, ...) on every solver family. scikit-learn's own test
+suite runs these checks on its MLPs with ``max_iter=100`` and default hidden
+layers; the configurations here stay close to that so the accuracy checks
+(``check_classifiers_train``, ``check_regressors_train``) keep their margin,
+and shrink only where scikit-learn's MLPs pass the same checks with the same
+arguments (L-BFGS with ``hidden_layer_sizes=(10,)``).
+
+No check is expected to fail: scikit-learn's estimators pass all of them with
+these arguments, so a drop-in must too.
+
+The second half checks that constructor signatures (names, order, kinds,
+defaults), ``get_params`` keys, parameter constraints, public methods and
+tags are those of ``sklearn.neural_network``.
+"""
+
+import inspect
+
+import numpy as np
+import pytest
+import sklearn.neural_network as sk_nn
+from sklearn.utils._param_validation import Interval, Options
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from fastbp import MLPClassifier, MLPRegressor
+
+PAIRS = [(MLPClassifier, sk_nn.MLPClassifier), (MLPRegressor, sk_nn.MLPRegressor)]
+PAIR_IDS = ["MLPClassifier", "MLPRegressor"]
+
+# One instance per solver family and estimator. scikit-learn's own
+# test_common runs its MLPs with max_iter=100 (default adam, hidden (100,));
+# the same instance for sgd; lbfgs with a 10-unit hidden layer and
+# max_iter=50 (scikit-learn's MLPs pass every check with it too, in a
+# fraction of the time of lbfgs on 100 units).
+CHECKED_ESTIMATORS = [
+    MLPClassifier(max_iter=100),
+    MLPRegressor(max_iter=100),
+    MLPClassifier(solver="sgd", max_iter=100),
+    MLPRegressor(solver="sgd", max_iter=100),
+    MLPClassifier(solver="lbfgs", hidden_layer_sizes=(10,), max_iter=50),
+    MLPRegressor(solver="lbfgs", hidden_layer_sizes=(10,), max_iter=50),
+]
+
+
+# max_iter is small on purpose: the ConvergenceWarning is expected noise.
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@parametrize_with_checks(CHECKED_ESTIMATORS)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+# ---------------------------------------------------------------------------
+# The public surface equals scikit-learn's
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ours, theirs", PAIRS, ids=PAIR_IDS)
+def test_constructor_signature_matches_sklearn(ours, theirs):
+    """Same parameter names, order, kinds (positional / keyword-only) and defaults."""
+
+    def describe(cls):
+        params = list(inspect.signature(cls.__init__).parameters.values())
+        return [(p.name, p.kind, p.default) for p in params]
+
+    assert describe(ours) == describe(theirs)
+
+
+@pytest.mark.parametrize("ours, theirs", PAIRS, ids=PAIR_IDS)
+def test_get_params_matches_sklearn(ours, theirs):
+    """get_params: same keys and default values, for both deep and shallow."""
+    for deep in (True, False):
+        mine = ours().get_params(deep=deep)
+        ref = theirs().get_params(deep=deep)
+        assert list(mine) == list(ref)
+        assert mine == ref
+
+
+@pytest.mark.parametrize("ours, theirs", PAIRS, ids=PAIR_IDS)
+def test_get_params_round_trips_non_default_values(ours, theirs):
+    """Every constructor argument is stored unchanged under its own name."""
+    rng = np.random.RandomState(0)
+    values = dict(
+        hidden_layer_sizes=(3, 2),
+        activation="tanh",
+        solver="sgd",
+        alpha=0.5,
+        batch_size=7,
+        learning_rate="invscaling",
+        learning_rate_init=0.3,
+        power_t=0.7,
+        max_iter=11,
+        shuffle=False,
+        random_state=rng,
+        tol=0.25,
+        verbose=3,
+        warm_start=True,
+        momentum=0.4,
+        nesterovs_momentum=False,
+        early_stopping=True,
+        validation_fraction=0.3,
+        beta_1=0.5,
+        beta_2=0.6,
+        epsilon=1e-3,
+        n_iter_no_change=4,
+        max_fun=123,
+    )
+    if ours is MLPRegressor:
+        values["loss"] = "poisson"
+    params = ours(**values).get_params()
+    assert params == theirs(**values).get_params()
+    for name, value in values.items():
+        assert params[name] is value
+
+
+@pytest.mark.parametrize("ours, theirs", PAIRS, ids=PAIR_IDS)
+def test_parameter_constraints_match_sklearn(ours, theirs):
+    """The validation table has the same keys and the same constraints."""
+
+    def describe(constraint):
+        # Compare by content: the str() of a StrOptions lists a set, whose
+        # order varies between processes.
+        if isinstance(constraint, Interval):
+            return ("Interval", constraint.type, constraint.left, constraint.right, constraint.closed)
+        if isinstance(constraint, Options):  # StrOptions too
+            return (type(constraint).__name__, constraint.type, frozenset(constraint.options))
+        return constraint
+
+    mine = ours._parameter_constraints
+    ref = theirs._parameter_constraints
+    assert sorted(mine) == sorted(ref)
+    for name in ref:
+        assert [describe(c) for c in mine[name]] == [describe(c) for c in ref[name]], name
+
+
+@pytest.mark.parametrize("ours, theirs", PAIRS, ids=PAIR_IDS)
+def test_public_methods_match_sklearn(ours, theirs):
+    """The same public methods, with the same signatures."""
+
+    def methods(cls):
+        return {
+            name: inspect.signature(getattr(cls, name))
+            for name in dir(cls)
+            if not name.startswith("_") and callable(getattr(cls, name, None))
+        }
+
+    mine, ref = methods(ours), methods(theirs)
+    assert sorted(mine) == sorted(ref)
+    for name in ref:
+        assert [(p.name, p.kind, p.default) for p in mine[name].parameters.values()] == [
+            (p.name, p.kind, p.default) for p in ref[name].parameters.values()
+        ], name
+
+
+@pytest.mark.parametrize("ours, theirs", PAIRS, ids=PAIR_IDS)
+def test_tags_match_sklearn(ours, theirs):
+    """Estimator tags (sparse input, multi-label, estimator type) as scikit-learn's."""
+    assert ours().__sklearn_tags__() == theirs().__sklearn_tags__()
