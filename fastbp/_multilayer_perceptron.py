@@ -6,6 +6,7 @@ random state (initialisation, validation split, shuffles) are those of
 compiled call per epoch, one per L-BFGS objective evaluation.
 """
 
+import copy
 import warnings
 from numbers import Integral, Real
 
@@ -23,29 +24,142 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, column_or_1d, shuffle
+from sklearn.utils import check_array, check_random_state, column_or_1d, shuffle
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.fixes import parse_version, sp_version
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.optimize import _check_optimize_result
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._network import KernelInput, Network, Workspace, chunk_rows
+from . import kernels
+from ._network import KernelInput, Network, Workspace, check_memory
 from ._solvers import StochasticOptimizer, run_epoch
+
+try:  # scikit-learn >= 1.9 has a callback framework
+    from sklearn.callback import CallbackSupportMixin
+except ImportError:  # pragma: no cover - older scikit-learn
+
+    class CallbackSupportMixin:
+        """Stand-in when scikit-learn has no ``sklearn.callback``: no callbacks."""
 
 _STOCHASTIC_SOLVERS = ["sgd", "adam"]
 _STOPPING_STATE = (
     "loss_curve_",
     "best_loss_",
     "validation_scores_",
+    "validation_loss_curve_",
     "best_validation_score_",
+    "best_validation_loss_",
     "_no_improvement_count",
     "_best_params",
 )
+# Attributes an epoch changes (with the weights and the optimizer state).
+_EPOCH_STATE = ("n_iter_", "t_", "loss_") + _STOPPING_STATE
 
 
-class BaseMultilayerPerceptron(BaseEstimator):
+class _ValidationSet:
+    """A validation set: rows, labels for scoring, encoded targets, weights."""
+
+    def __init__(self, X, y, Y, sample_weight):
+        self.X = X
+        self.y = y
+        self.Y = Y
+        self.sample_weight = sample_weight
+
+    def weights(self, dtype):
+        """Row weights in ``dtype`` (ones when none were given)."""
+        if self.sample_weight is None:
+            return np.ones(self.X.shape[0], dtype=dtype)
+        return np.ascontiguousarray(self.sample_weight, dtype=dtype)
+
+
+def _combine_weights(sample_weight, class_weights, dtype):
+    """Sample weights times class weights (either may be None)."""
+    if class_weights is None:
+        return sample_weight
+    class_weights = np.asarray(class_weights, dtype=dtype)
+    return class_weights if sample_weight is None else sample_weight * class_weights
+
+
+def _diverged(estimator, loss):
+    """The error raised when an epoch ends with a non-finite loss or weights."""
+    finite_weights = np.isfinite(estimator._network.params).all()
+    what = (
+        f"the training loss became {loss}" if finite_weights
+        else "Solver produced non-finite parameter weights"
+    )
+    return ValueError(
+        f"{what[0].upper()}{what[1:]}. The input data may contain large values and need "
+        f"to be preprocessed. Training diverged in epoch {estimator.n_iter_ + 1} and "
+        "stopped; the model was left as it was before this call. Try scaling X (e.g. "
+        "StandardScaler), a smaller learning_rate_init or a larger alpha."
+    )
+
+
+class _EpochCallbacks:
+    """``sklearn.callback`` hooks around a fit and its epochs; no-ops without callbacks.
+
+    Parameters
+    ----------
+    estimator : BaseMultilayerPerceptron
+        The estimator being fitted.
+    X : {ndarray, sparse matrix}
+        Training rows, passed to the hooks.
+    y : ndarray
+        Encoded training targets (decoded for the hooks when they are used).
+    incremental : bool
+        partial_fit calls run no callbacks.
+    """
+
+    def __init__(self, estimator, X, y, incremental):
+        self.estimator = estimator
+        self.context = None
+        self.epoch = None
+        if incremental or not getattr(estimator, "_skl_callbacks", None):
+            return
+        self.X = X
+        self.y = estimator._decode_targets(y)
+        self.context = estimator._init_callback_context(max_subtasks=estimator.max_iter)
+        self.context.call_on_fit_task_begin(estimator=estimator, X=self.X, y=self.y)
+
+    def _fitted_attributes(self):
+        estimator = self.estimator
+        return {
+            "coefs_": [c.copy() for c in estimator.coefs_],
+            "intercepts_": [b.copy() for b in estimator.intercepts_],
+            "n_iter_": estimator.n_iter_,
+        }
+
+    def epoch_begins(self):
+        if self.context is not None:
+            self.epoch = self.context.subcontext(task_name="epoch")
+            self.epoch.call_on_fit_task_begin(estimator=self.estimator, X=self.X, y=self.y)
+
+    def epoch_ends(self):
+        """Run the end-of-epoch hooks; True when a callback asks to stop."""
+        if self.context is None:
+            return False
+        stop = self.epoch.call_on_fit_task_end(
+            estimator=self.estimator, X=self.X, y=self.y,
+            reconstruction_attributes=self._fitted_attributes,
+        )
+        self.epoch = None
+        return bool(stop)
+
+    def close(self):
+        if self.context is None:
+            return
+        if self.epoch is not None:  # an epoch that did not complete
+            self.epoch.call_on_fit_task_end(estimator=self.estimator)
+        self.context.call_on_fit_task_end(
+            estimator=self.estimator, X=self.X, y=self.y,
+            reconstruction_attributes=self._fitted_attributes,
+        )
+
+
+class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
     """Shared machinery of :class:`MLPClassifier` and :class:`MLPRegressor`.
 
     Warning: This class should not be used directly. Use derived classes instead.
@@ -75,6 +189,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping_metric": [StrOptions({"score", "loss"})],
     }
 
     def __init__(
@@ -103,6 +218,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         epsilon,
         n_iter_no_change,
         max_fun,
+        early_stopping_metric,
     ):
         self.activation = activation
         self.solver = solver
@@ -128,6 +244,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
+        self.early_stopping_metric = early_stopping_metric
 
     # ------------------------------------------------------------------
     # The network behind coefs_ / intercepts_
@@ -220,7 +337,37 @@ class BaseMultilayerPerceptron(BaseEstimator):
         intercept_init = self._random_state.uniform(-init_bound, init_bound, fan_out)
         return coef_init, intercept_init
 
-    def _fit(self, X, y, sample_weight=None, incremental=False):
+    def _fit(self, X, y, sample_weight=None, incremental=False, X_val=None, y_val=None,
+             sample_weight_val=None):
+        """Fit, leaving the estimator exactly as it was if anything fails."""
+        saved = self._save_state()
+        try:
+            return self._fit_unguarded(
+                X, y, sample_weight, incremental, X_val, y_val, sample_weight_val
+            )
+        except BaseException:
+            self._restore_state(saved)
+            raise
+
+    def _save_state(self):
+        """Copies of everything a fit may change, for :meth:`_restore_state`."""
+        network = getattr(self, "_network", None)
+        live = ("_network", "coefs_", "intercepts_")
+        return {
+            "objects": dict(self.__dict__),
+            "values": copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in live}),
+            "params": None if network is None else network.params.copy(),
+        }
+
+    def _restore_state(self, saved):
+        """Put back the attributes (and weights, in place) saved by :meth:`_save_state`."""
+        self.__dict__.clear()
+        self.__dict__.update(saved["objects"])
+        self.__dict__.update(saved["values"])
+        if saved["params"] is not None:
+            self._network.params[:] = saved["params"]
+
+    def _fit_unguarded(self, X, y, sample_weight, incremental, X_val, y_val, sample_weight_val):
         hidden_layer_sizes = self.hidden_layer_sizes
         if not hasattr(hidden_layer_sizes, "__iter__"):
             hidden_layer_sizes = [hidden_layer_sizes]
@@ -229,14 +376,17 @@ class BaseMultilayerPerceptron(BaseEstimator):
             raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
 
-        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        X, y, class_weights = self._validate_input(X, y, incremental, reset=first_pass)
         n_samples, n_features = X.shape
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
+        sample_weight = _combine_weights(sample_weight, class_weights, X.dtype)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         self.n_outputs_ = y.shape[1]
         layer_units = [n_features] + hidden_layer_sizes + [self.n_outputs_]
+        validation = self._check_validation_set(X_val, y_val, sample_weight_val, X.dtype)
+        check_memory(layer_units, X, self.solver, self.batch_size)
 
         self._random_state = check_random_state(self.random_state)
         if first_pass:
@@ -254,8 +404,12 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 sample_weight = sample_weight.astype(network.dtype)
 
         if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, y, sample_weight, network, incremental)
+            self._fit_stochastic(X, y, sample_weight, network, incremental, validation)
         elif self.solver == "lbfgs":
+            if validation is not None:
+                warnings.warn(
+                    "X_val / y_val are not used by solver='lbfgs', which has no epochs."
+                )
             self._fit_lbfgs(X, y, sample_weight, network)
 
         if not np.isfinite(network.params).all():
@@ -264,6 +418,26 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 " contain large values and need to be preprocessed."
             )
         return self
+
+    def _check_validation_set(self, X_val, y_val, sample_weight_val, dtype):
+        """Validate a user-given validation set; None when there is none."""
+        if X_val is None and y_val is None:
+            if sample_weight_val is not None:
+                raise ValueError("sample_weight_val is given without X_val and y_val.")
+            return None
+        if X_val is None or y_val is None:
+            raise ValueError("X_val and y_val must be given together.")
+        X_val = validate_data(
+            self, X_val, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False
+        )
+        X_val = X_val.astype(dtype, copy=False)
+        y_labels = self._validate_validation_targets(y_val, X_val.shape[0])
+        if sample_weight_val is not None:
+            sample_weight_val = _check_sample_weight(sample_weight_val, X_val, dtype=dtype)
+        sample_weight_val = _combine_weights(
+            sample_weight_val, self._class_weight_rows(y_labels), dtype
+        )
+        return _ValidationSet(X_val, y_labels, self._encode_targets(y_labels), sample_weight_val)
 
     def _training_arrays(self, X, y, sample_weight, network):
         """Targets and sample weights in the network's dtype, C-contiguous."""
@@ -298,7 +472,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         self.loss_ = opt_res.fun
         network.params[:] = opt_res.x
 
-    def _validation_split(self, X, y, sample_weight):
+    def _validation_split(self, X, y):
         """Row numbers of the training and validation sets, as scikit-learn splits them."""
         should_stratify = is_classifier(self) and self.n_outputs_ == 1
         stratify = y if should_stratify else None
@@ -315,7 +489,9 @@ class BaseMultilayerPerceptron(BaseEstimator):
             )
         return train_idx, val_idx
 
-    def _fit_stochastic(self, X, y, sample_weight, network, incremental):
+    def _fit_stochastic(self, X, y, sample_weight, network, incremental, validation):
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = StochasticOptimizer(
                 self.solver,
@@ -330,23 +506,20 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 beta_2=self.beta_2,
                 epsilon=self.epsilon,
             )
-        if self.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
-        self._reset_stopping_state(network)
         X_input = KernelInput(X, network.dtype)
         Y, weights = self._training_arrays(X, y, sample_weight, network)
-        if early_stopping:
-            train_idx, val_idx = self._validation_split(X, y, sample_weight)
-            X_val = X[val_idx]
-            y_val = y[val_idx]
-            if is_classifier(self):
-                y_val = self._label_binarizer.inverse_transform(y_val)
-            sample_weight_val = None if sample_weight is None else sample_weight[val_idx]
+        train_rows = None
+        if early_stopping and validation is None:
+            train_idx, val_idx = self._validation_split(X, y)
+            validation = _ValidationSet(
+                X[val_idx],
+                self._decode_targets(y[val_idx]),
+                y[val_idx],
+                None if sample_weight is None else sample_weight[val_idx],
+            )
             train_rows = train_idx.astype(np.int64)
-        else:
-            X_val = y_val = sample_weight_val = None
-            train_rows = None
+        self._reset_stopping_state(network, validation is not None)
 
         n_samples = X.shape[0] if train_rows is None else train_rows.shape[0]
         sample_idx = np.arange(n_samples, dtype=int)
@@ -361,43 +534,53 @@ class BaseMultilayerPerceptron(BaseEstimator):
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
         work = Workspace(network, batch_size, sparse=X_input.sparse)
         _, loss_scale = self._kernel_loss()
+        callbacks = _EpochCallbacks(self, X, y, incremental)
 
+        self.n_iter_ = 0
+        checkpoint = None
         try:
-            self.n_iter_ = 0
-            for it in range(self.max_iter):
+            for _ in range(self.max_iter):
+                checkpoint = self._checkpoint()
                 if self.shuffle:
                     sample_idx = shuffle(sample_idx, random_state=self._random_state)
                 order = sample_idx if train_rows is None else train_rows[sample_idx]
+                callbacks.epoch_begins()
                 loss_sum = run_epoch(
                     network, X_input, Y, weights, np.ascontiguousarray(order, dtype=np.int64),
                     batch_size, work, self._optimizer, self.alpha, loss_scale,
                 )
+                loss = loss_sum / n_samples
+                if not (np.isfinite(loss) and np.isfinite(network.params).all()):
+                    raise _diverged(self, loss)
                 self.n_iter_ += 1
-                self.loss_ = loss_sum / n_samples
+                self.loss_ = loss
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
 
-                self._update_no_improvement_count(early_stopping, X_val, y_val, sample_weight_val)
+                self._update_no_improvement_count(early_stopping, validation, network)
                 self._optimizer.iteration_ends(self.t_)
 
+                stop = False
                 if self._no_improvement_count > self.n_iter_no_change:
                     if early_stopping:
+                        watched = "loss" if self.early_stopping_metric == "loss" else "score"
                         msg = (
-                            "Validation score did not improve more than "
-                            "tol=%f for %d consecutive epochs." % (self.tol, self.n_iter_no_change)
+                            "Validation %s did not improve more than "
+                            "tol=%f for %d consecutive epochs."
+                            % (watched, self.tol, self.n_iter_no_change)
                         )
                     else:
                         msg = (
                             "Training loss did not improve more than tol=%f"
                             " for %d consecutive epochs." % (self.tol, self.n_iter_no_change)
                         )
-                    if self._optimizer.trigger_stopping(msg, self.verbose):
-                        break
-                    self._no_improvement_count = 0
-
-                if incremental:
+                    stop = self._optimizer.trigger_stopping(msg, self.verbose)
+                    if not stop:
+                        self._no_improvement_count = 0
+                checkpoint = None  # the epoch is complete
+                if callbacks.epoch_ends() or stop or incremental:
                     break
 
                 if self.n_iter_ == self.max_iter:
@@ -407,12 +590,42 @@ class BaseMultilayerPerceptron(BaseEstimator):
                         ConvergenceWarning,
                     )
         except KeyboardInterrupt:
+            if checkpoint is not None:
+                self._rollback(checkpoint)
             warnings.warn("Training interrupted by user.")
+        finally:
+            callbacks.close()
 
         if early_stopping:
             network.params[:] = self._best_params
 
-    def _reset_stopping_state(self, network):
+    def _checkpoint(self):
+        """What an epoch changes, so an interrupted epoch can be undone as a whole."""
+        optimizer = self._optimizer
+        return {
+            "params": self._network.params.copy(),
+            "optimizer": (
+                optimizer.state_a.copy(),
+                optimizer.state_b.copy(),
+                optimizer.step_counter.copy(),
+                optimizer.learning_rate,
+            ),
+            "attributes": {name: copy.copy(getattr(self, name, None)) for name in _EPOCH_STATE},
+        }
+
+    def _rollback(self, checkpoint):
+        """Return to the state saved by :meth:`_checkpoint`."""
+        self._network.params[:] = checkpoint["params"]
+        optimizer = self._optimizer
+        state_a, state_b, step_counter, learning_rate = checkpoint["optimizer"]
+        optimizer.state_a[:] = state_a
+        optimizer.state_b[:] = state_b
+        optimizer.step_counter[:] = step_counter
+        optimizer.learning_rate = learning_rate
+        for name, value in checkpoint["attributes"].items():
+            setattr(self, name, value)
+
+    def _reset_stopping_state(self, network, has_validation):
         """Make the stopping state fit this call of a stochastic solver.
 
         Unlike scikit-learn, a warm-started ``fit`` with early stopping starts
@@ -426,33 +639,64 @@ class BaseMultilayerPerceptron(BaseEstimator):
             self.loss_curve_ = []
         if not hasattr(self, "_no_improvement_count"):
             self._no_improvement_count = 0
+        if has_validation:
+            if getattr(self, "validation_scores_", None) is None:
+                self.validation_scores_ = []
+            if getattr(self, "validation_loss_curve_", None) is None:
+                self.validation_loss_curve_ = []
+        else:
+            self.validation_scores_ = None
+            self.validation_loss_curve_ = None
         if self.early_stopping:
             self._no_improvement_count = 0
             self.best_validation_score_ = -np.inf
+            self.best_validation_loss_ = np.inf
             self._best_params = network.params.copy()
             self.best_loss_ = None
-            if getattr(self, "validation_scores_", None) is None:
-                self.validation_scores_ = []
         else:
             if getattr(self, "best_loss_", None) is None:
                 self.best_loss_ = np.inf
-            self.validation_scores_ = None
             self.best_validation_score_ = None
+            self.best_validation_loss_ = None
 
-    def _update_no_improvement_count(self, early_stopping, X, y, sample_weight):
-        if early_stopping:
-            val_score = self._score(X, y, sample_weight=sample_weight)
+    def _validation_output(self, validation, network):
+        """Validation score and loss of the current weights (one forward pass)."""
+        output = network._output(KernelInput(validation.X, network.dtype))
+        y_pred = self._predictions_from_output(output)
+        if np.isfinite(output).all():
+            score = self._score_function(validation.y, y_pred, sample_weight=validation.sample_weight)
+        else:
+            score = np.nan
+        Y = np.ascontiguousarray(validation.Y, dtype=network.dtype)
+        weights = validation.weights(network.dtype)
+        loss_name, loss_scale = self._kernel_loss()
+        data_loss = kernels.weighted_loss_sum(
+            output, Y, weights, kernels.LOSS_CODES[loss_name], float(np.finfo(network.dtype).eps)
+        )
+        penalty = kernels.squared_coef_norm(network.params, network.layers)
+        weight_sum = float(weights.sum(dtype=np.float64))
+        loss = loss_scale * data_loss / weight_sum + 0.5 * self.alpha * penalty / weight_sum
+        return score, loss
+
+    def _update_no_improvement_count(self, early_stopping, validation, network):
+        if validation is not None:
+            val_score, val_loss = self._validation_output(validation, network)
             self.validation_scores_.append(val_score)
+            self.validation_loss_curve_.append(val_loss)
+        if early_stopping:
             if self.verbose:
                 print("Validation score: %f" % self.validation_scores_[-1])
-            last_valid_score = self.validation_scores_[-1]
-            if last_valid_score < (self.best_validation_score_ + self.tol):
-                self._no_improvement_count += 1
+            if self.early_stopping_metric == "loss":
+                improved = val_loss < self.best_validation_loss_ - self.tol
+                is_best = val_loss < self.best_validation_loss_
             else:
-                self._no_improvement_count = 0
-            if last_valid_score > self.best_validation_score_:
-                self.best_validation_score_ = last_valid_score
-                self._best_params = self._network.params.copy()
+                improved = not (val_score < self.best_validation_score_ + self.tol)
+                is_best = val_score > self.best_validation_score_
+            self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+            if is_best:
+                self.best_validation_score_ = val_score
+                self.best_validation_loss_ = val_loss
+                self._best_params = network.params.copy()
         else:
             if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1
@@ -462,7 +706,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 self.best_loss_ = self.loss_curve_[-1]
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, X_val=None, y_val=None, sample_weight_val=None):
         """Fit the model to data matrix X and target(s) y.
 
         Parameters
@@ -474,13 +718,26 @@ class BaseMultilayerPerceptron(BaseEstimator):
             regression).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
+        X_val : {ndarray, sparse matrix} of shape (n_val_samples, n_features), default=None
+            A validation set of your own (names as in scikit-learn's
+            HistGradientBoosting). With ``early_stopping=True`` it replaces the
+            ``validation_fraction`` split (all of X is then trained on);
+            either way ``validation_scores_`` and ``validation_loss_curve_``
+            are recorded on it after every epoch. Not used by 'lbfgs'.
+        y_val : array-like of shape (n_val_samples,) or (n_val_samples, n_outputs), default=None
+            Targets of the validation set; required with ``X_val``.
+        sample_weight_val : array-like of shape (n_val_samples,), default=None
+            Weights of the validation rows.
 
         Returns
         -------
         self : object
             Returns a trained MLP model.
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        return self._fit(
+            X, y, sample_weight=sample_weight, incremental=False,
+            X_val=X_val, y_val=y_val, sample_weight_val=sample_weight_val,
+        )
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:
@@ -493,10 +750,9 @@ class BaseMultilayerPerceptron(BaseEstimator):
     # ------------------------------------------------------------------
     # Prediction
 
-    def _forward_pass_fast(self, X, check_input=True):
+    def _forward_pass_fast(self, X):
         """Output-layer activations of X, of shape (n_samples, n_outputs)."""
-        if check_input:
-            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         network = self._get_network()
         dtype = np.result_type(X.dtype, network.dtype)
         if dtype not in (np.float32, np.float64):
@@ -504,13 +760,6 @@ class BaseMultilayerPerceptron(BaseEstimator):
         if dtype != network.dtype:
             network = network.copy(dtype)
         return network._output(KernelInput(X, dtype))
-
-    def _score_with_function(self, X, y, sample_weight, score_function):
-        """Score without input validation (keeps feature names out of the way)."""
-        y_pred = self._predict(X, check_input=False)
-        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
-            return np.nan
-        return score_function(y, y_pred, sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -625,6 +874,11 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     (5,)
     """
 
+    _parameter_constraints: dict = {
+        **BaseMultilayerPerceptron._parameter_constraints,
+        "class_weight": [dict, list, StrOptions({"balanced"}), None],
+    }
+
     def __init__(
         self,
         hidden_layer_sizes=(100,),
@@ -651,7 +905,10 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         epsilon=1e-8,
         n_iter_no_change=10,
         max_fun=15000,
+        early_stopping_metric="score",
+        class_weight=None,
     ):
+        self.class_weight = class_weight
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
             activation=activation,
@@ -677,6 +934,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             epsilon=epsilon,
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
+            early_stopping_metric=early_stopping_metric,
         )
 
     def _validate_input(self, X, y, incremental, reset):
@@ -713,9 +971,15 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
                     "`y` has classes not in `self.classes_`. "
                     f"`self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
+        if incremental and isinstance(self.class_weight, str):
+            raise ValueError(
+                "class_weight='balanced' is not supported for partial_fit: the class "
+                "frequencies of one batch are not those of the data. Pass a dict, e.g. "
+                "from sklearn.utils.class_weight.compute_class_weight over all labels."
+            )
+        class_weights = self._class_weight_rows(y)
         # bool keeps float32 data from being upcast
-        y = self._label_binarizer.transform(y).astype(bool)
-        return X, y
+        return X, self._encode_targets(y), class_weights
 
     def predict(self, X):
         """Predict using the multi-layer perceptron classifier.
@@ -731,16 +995,45 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             The predicted classes.
         """
         check_is_fitted(self)
-        return self._predict(X)
+        return self._predictions_from_output(self._forward_pass_fast(X))
 
-    def _predict(self, X, check_input=True):
-        y_pred = self._forward_pass_fast(X, check_input=check_input)
+    _score_function = staticmethod(accuracy_score)
+
+    def _predictions_from_output(self, output):
+        """Class labels from output-layer activations."""
         if self.n_outputs_ == 1:
-            y_pred = y_pred.ravel()
-        return self._label_binarizer.inverse_transform(y_pred)
+            output = output.ravel()
+        return self._label_binarizer.inverse_transform(output)
 
-    def _score(self, X, y, sample_weight=None):
-        return self._score_with_function(X, y, sample_weight, accuracy_score)
+    def _decode_targets(self, Y):
+        """Class labels from indicator rows."""
+        return self._label_binarizer.inverse_transform(Y)
+
+    def _encode_targets(self, y):
+        """Indicator rows from class labels."""
+        return self._label_binarizer.transform(y).astype(bool)
+
+    def _validate_validation_targets(self, y_val, n_samples):
+        y_val = column_or_1d(y_val, warn=True) if np.ndim(y_val) == 2 and np.shape(y_val)[1] == 1 else y_val
+        y_val = np.asarray(y_val)
+        if y_val.shape[0] != n_samples:
+            raise ValueError(
+                f"X_val has {n_samples} samples but y_val has {y_val.shape[0]}."
+            )
+        if self._label_binarizer.y_type_.startswith("multilabel"):
+            return y_val
+        unseen = np.setdiff1d(unique_labels(y_val), self.classes_)
+        if len(unseen):
+            raise ValueError(
+                f"y_val has classes not seen in y: {unseen}. `self.classes_` has {self.classes_}."
+            )
+        return y_val
+
+    def _class_weight_rows(self, y):
+        """Weight of each row from ``class_weight`` (None when it is None)."""
+        if self.class_weight is None:
+            return None
+        return compute_sample_weight(self.class_weight, y)
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
@@ -952,6 +1245,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         epsilon=1e-8,
         n_iter_no_change=10,
         max_fun=15000,
+        early_stopping_metric="score",
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -978,6 +1272,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             epsilon=epsilon,
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
+            early_stopping_metric=early_stopping_metric,
         )
 
     def predict(self, X):
@@ -994,16 +1289,44 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             The predicted values.
         """
         check_is_fitted(self)
-        return self._predict(X)
+        return self._predictions_from_output(self._forward_pass_fast(X))
 
-    def _predict(self, X, check_input=True):
-        y_pred = self._forward_pass_fast(X, check_input=check_input)
-        if y_pred.shape[1] == 1:
-            return y_pred.ravel()
-        return y_pred
+    _score_function = staticmethod(r2_score)
 
-    def _score(self, X, y, sample_weight=None):
-        return self._score_with_function(X, y, sample_weight, r2_score)
+    def _predictions_from_output(self, output):
+        """Predictions from output-layer activations."""
+        return output.ravel() if output.shape[1] == 1 else output
+
+    def _decode_targets(self, Y):
+        """Targets for scoring from the fitted (2-D) targets."""
+        return Y
+
+    def _encode_targets(self, y):
+        """Targets as 2-D rows."""
+        y = np.asarray(y)
+        return y.reshape(-1, 1) if y.ndim == 1 else y
+
+    def _validate_validation_targets(self, y_val, n_samples):
+        y_val = check_array(y_val, ensure_2d=False, dtype="numeric", input_name="y_val")
+        if y_val.shape[0] != n_samples:
+            raise ValueError(
+                f"X_val has {n_samples} samples but y_val has {y_val.shape[0]}."
+            )
+        if y_val.ndim == 2 and y_val.shape[1] == 1:
+            y_val = y_val.ravel()
+        if (y_val.ndim == 1 and self.n_outputs_ != 1) or (
+            y_val.ndim == 2 and y_val.shape[1] != self.n_outputs_
+        ):
+            raise ValueError(f"y_val must have {self.n_outputs_} output(s), like y.")
+        if self.loss == "poisson" and np.any(y_val < 0):
+            raise ValueError(
+                "Some value(s) of y_val are negative which is not allowed for Poisson regression."
+            )
+        return y_val
+
+    def _class_weight_rows(self, y):
+        """Regressors have no class weights."""
+        return None
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(
@@ -1022,7 +1345,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             raise ValueError(
                 "Some value(s) of y are negative which is not allowed for Poisson regression."
             )
-        return X, y
+        return X, y, None
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)

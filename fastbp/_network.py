@@ -8,6 +8,8 @@ numbers the kernels train. It validates nothing about user data: callers
 hand it arrays already checked and converted.
 """
 
+import os
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils import check_array, check_random_state
@@ -55,6 +57,56 @@ class KernelInput:
     def arrays(self):
         """The ``(X, data, indices, indptr, sparse)`` arguments of a kernel."""
         return self.dense, self.data, self.indices, self.indptr, self.sparse
+
+
+def available_memory():
+    """Bytes of memory available to this process now (None when unknown)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def require_memory(n_bytes, what):
+    """Raise MemoryError, before allocating, when ``n_bytes`` cannot fit in memory."""
+    available = available_memory()
+    if available is not None and n_bytes > available:
+        raise MemoryError(
+            f"{what} needs about {n_bytes / 2**30:.2f} GiB but only "
+            f"{available / 2**30:.2f} GiB of memory is available. Use smaller "
+            "hidden_layer_sizes, a smaller batch_size or float32 data."
+        )
+
+
+def check_memory(layer_units, X, solver, batch_size):
+    """Check, before allocating anything, that training this network fits in memory.
+
+    Counts the parameters with their gradient, optimizer state and best-weight
+    copy (L-BFGS keeps about 25 float64 vectors of them), and the activation
+    and error buffers of one mini-batch or chunk.
+    """
+    itemsize = np.dtype(X.dtype).itemsize
+    n_params = sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:])) + sum(layer_units[1:])
+    n_samples = X.shape[0]
+    if solver == "lbfgs":
+        rows = chunk_rows(n_samples, layer_units)
+        param_bytes = n_params * (4 * itemsize + 25 * 8)
+    else:
+        rows = min(200, n_samples) if batch_size == "auto" else min(batch_size, n_samples)
+        param_bytes = n_params * 6 * itemsize
+    work_bytes = 2 * rows * sum(layer_units[1:]) * itemsize + n_samples * layer_units[-1] * itemsize
+    sizes = "-".join(str(u) for u in layer_units)
+    require_memory(
+        param_bytes + work_bytes,
+        f"Training a {sizes} network ({n_params:,} parameters) with solver={solver!r}",
+    )
 
 
 def chunk_rows(n_samples, layer_units):
@@ -173,6 +225,10 @@ class Network:
         self.loss = loss
         self.bias = bool(bias)
         self.layers = self._layer_table()
+        require_memory(
+            self.n_params * self.dtype.itemsize,
+            f"A network of layer sizes {self.layer_units} ({self.n_params:,} parameters)",
+        )
         self.params = np.zeros(self.n_params, dtype=self.dtype)
         self._make_views()
 

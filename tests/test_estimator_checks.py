@@ -53,8 +53,22 @@ def test_sklearn_estimator_checks(estimator, check):
 
 
 # ---------------------------------------------------------------------------
-# The public surface equals scikit-learn's
+# The public surface equals scikit-learn's, plus fastbp's documented additions
 # ---------------------------------------------------------------------------
+
+# Keyword-only constructor parameters appended after scikit-learn's ...
+EXTRA_PARAMS = {
+    MLPClassifier: {"early_stopping_metric": "score", "class_weight": None},
+    MLPRegressor: {"early_stopping_metric": "score"},
+}
+# ... keyword arguments appended to fit (the names HistGradientBoosting uses) ...
+EXTRA_FIT_ARGS = ["X_val", "y_val", "sample_weight_val"]
+# ... and scikit-learn's callback API.
+EXTRA_METHODS = {"set_callbacks"}
+
+
+def without_extras(ours, mapping):
+    return {k: v for k, v in mapping.items() if k not in EXTRA_PARAMS[ours]}
 
 
 @pytest.mark.parametrize("ours, theirs", PAIRS, ids=PAIR_IDS)
@@ -65,7 +79,10 @@ def test_constructor_signature_matches_sklearn(ours, theirs):
         params = list(inspect.signature(cls.__init__).parameters.values())
         return [(p.name, p.kind, p.default) for p in params]
 
-    assert describe(ours) == describe(theirs)
+    mine, ref = describe(ours), describe(theirs)
+    assert mine[: len(ref)] == ref
+    keyword_only = inspect.Parameter.KEYWORD_ONLY
+    assert mine[len(ref):] == [(k, keyword_only, v) for k, v in EXTRA_PARAMS[ours].items()]
 
 
 @pytest.mark.parametrize("ours, theirs", PAIRS, ids=PAIR_IDS)
@@ -74,6 +91,8 @@ def test_get_params_matches_sklearn(ours, theirs):
     for deep in (True, False):
         mine = ours().get_params(deep=deep)
         ref = theirs().get_params(deep=deep)
+        assert {k: mine[k] for k in EXTRA_PARAMS[ours]} == EXTRA_PARAMS[ours]
+        mine = without_extras(ours, mine)
         assert list(mine) == list(ref)
         assert mine == ref
 
@@ -110,7 +129,7 @@ def test_get_params_round_trips_non_default_values(ours, theirs):
     if ours is MLPRegressor:
         values["loss"] = "poisson"
     params = ours(**values).get_params()
-    assert params == theirs(**values).get_params()
+    assert without_extras(ours, params) == theirs(**values).get_params()
     for name, value in values.items():
         assert params[name] is value
 
@@ -130,7 +149,7 @@ def test_parameter_constraints_match_sklearn(ours, theirs):
 
     mine = ours._parameter_constraints
     ref = theirs._parameter_constraints
-    assert sorted(mine) == sorted(ref)
+    assert sorted(mine) == sorted(set(ref) | set(EXTRA_PARAMS[ours]))
     for name in ref:
         assert [describe(c) for c in mine[name]] == [describe(c) for c in ref[name]], name
 
@@ -147,11 +166,18 @@ def test_public_methods_match_sklearn(ours, theirs):
         }
 
     mine, ref = methods(ours), methods(theirs)
-    assert sorted(mine) == sorted(ref)
+    assert sorted(mine) == sorted(set(ref) | EXTRA_METHODS)
     for name in ref:
-        assert [(p.name, p.kind, p.default) for p in mine[name].parameters.values()] == [
-            (p.name, p.kind, p.default) for p in ref[name].parameters.values()
-        ], name
+        described = [(p.name, p.kind, p.default) for p in mine[name].parameters.values()]
+        expected = [(p.name, p.kind, p.default) for p in ref[name].parameters.values()]
+        if name == "fit":
+            positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+            expected += [(arg, positional, None) for arg in EXTRA_FIT_ARGS]
+        elif name == "set_fit_request":  # metadata routing lists fit's extra arguments too
+            routed = expected[1][1:]
+            expected = sorted(expected[:1] + [(arg, *routed) for arg in EXTRA_FIT_ARGS] + expected[1:])
+            described = sorted(described)
+        assert described == expected, name
 
 
 @pytest.mark.parametrize("ours, theirs", PAIRS, ids=PAIR_IDS)
