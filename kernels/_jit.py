@@ -27,8 +27,13 @@ _JIT_OPTIONS = {"nogil": True, "error_model": "numpy"}
 
 
 def _sources_hash():
-    """Hash every kernel source file together with the Numba version."""
+    """Hash every kernel source file with the Numba version and code-generation flags.
+
+    ``NUMBA_BOUNDSCHECK`` changes the machine code without changing the
+    source, so it is part of the hash too.
+    """
     digest = hashlib.sha256(numba.__version__.encode())
+    digest.update(f"boundscheck={numba.config.BOUNDSCHECK}".encode())
     for path in sorted(_KERNEL_DIR.glob("*.py")):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
