@@ -36,6 +36,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from . import kernels
 from ._network import KernelInput, Network, Workspace, check_memory
 from ._solvers import StochasticOptimizer, run_epoch
+from ._threads import kernel_threads
 
 try:  # scikit-learn >= 1.9 has a callback framework
     from sklearn.callback import CallbackSupportMixin
@@ -342,9 +343,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         """Fit, leaving the estimator exactly as it was if anything fails."""
         saved = self._save_state()
         try:
-            return self._fit_unguarded(
-                X, y, sample_weight, incremental, X_val, y_val, sample_weight_val
-            )
+            with kernel_threads():
+                return self._fit_unguarded(
+                    X, y, sample_weight, incremental, X_val, y_val, sample_weight_val
+                )
         except BaseException:
             self._restore_state(saved)
             raise
@@ -759,7 +761,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             dtype = np.float64
         if dtype != network.dtype:
             network = network.copy(dtype)
-        return network._output(KernelInput(X, dtype))
+        with kernel_threads():
+            return network._output(KernelInput(X, dtype))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

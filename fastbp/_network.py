@@ -17,6 +17,7 @@ from sklearn.utils.validation import _check_sample_weight
 
 from . import kernels
 from ._solvers import StochasticOptimizer, run_epoch
+from ._threads import kernel_threads
 
 HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 OUTPUT_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "exp", "softmax")
@@ -448,7 +449,9 @@ class Network:
         output : ndarray of shape (n_samples, n_outputs)
             The last layer's activations ``A[L]``.
         """
-        return self._output(self._check_X(X))
+        X_input = self._check_X(X)
+        with kernel_threads():
+            return self._output(X_input)
 
     def _split_rows(self, buffer, n_rows):
         """Per-layer (n_rows, fan_out) copies of a work buffer filled for n_rows rows."""
@@ -640,8 +643,9 @@ class Network:
         )
         work = Workspace(self, batch_size, sparse=X_input.sparse)
         order = np.arange(n_samples, dtype=np.int64)
-        return [
-            run_epoch(self, X_input, Y, sample_weight, order, batch_size, work, optimizer, alpha, 1.0)
-            / n_samples
-            for _ in range(n_epochs)
-        ]
+        with kernel_threads():
+            return [
+                run_epoch(self, X_input, Y, sample_weight, order, batch_size, work, optimizer,
+                          alpha, 1.0) / n_samples
+                for _ in range(n_epochs)
+            ]
