@@ -7,9 +7,22 @@ network they are built on.
 """
 
 from ._gradcheck import check_gradients
+from ._interop import from_sklearn, to_sklearn
+from ._io import ModelFileError, load, save
 from ._multilayer_perceptron import MLPClassifier, MLPRegressor
 from ._network import Network
 
 __version__ = "0.1.0"
 
-__all__ = ["MLPClassifier", "MLPRegressor", "Network", "__version__", "check_gradients"]
+__all__ = [
+    "MLPClassifier",
+    "MLPRegressor",
+    "ModelFileError",
+    "Network",
+    "__version__",
+    "check_gradients",
+    "from_sklearn",
+    "load",
+    "save",
+    "to_sklearn",
+]

@@ -76,6 +76,31 @@ class _ValidationSet:
         return np.ascontiguousarray(self.sample_weight, dtype=dtype)
 
 
+def _check_weight_shapes(coefs, intercepts, n_features):
+    """Raise ValueError unless coefs_ / intercepts_ form one chain of layers."""
+    if len(coefs) == 0 or len(coefs) != len(intercepts):
+        raise ValueError(
+            f"coefs_ and intercepts_ must be non-empty lists of the same length, got "
+            f"{len(coefs)} and {len(intercepts)} arrays."
+        )
+    for i, (coef, intercept) in enumerate(zip(coefs, intercepts)):
+        if coef.ndim != 2 or intercept.shape != (coef.shape[1],):
+            raise ValueError(
+                f"coefs_[{i}] has shape {coef.shape} and intercepts_[{i}] shape "
+                f"{intercept.shape}; expected (fan_in, fan_out) and (fan_out,)."
+            )
+        if i > 0 and coef.shape[0] != coefs[i - 1].shape[1]:
+            raise ValueError(
+                f"coefs_[{i}] has {coef.shape[0]} rows but layer {i} has "
+                f"{coefs[i - 1].shape[1]} units."
+            )
+    if n_features is not None and coefs[0].shape[0] != n_features:
+        raise ValueError(
+            f"coefs_[0] has {coefs[0].shape[0]} rows but the model was fitted on "
+            f"{n_features} features."
+        )
+
+
 def _combine_weights(sample_weight, class_weights, dtype):
     """Sample weights times class weights (either may be None)."""
     if class_weights is None:
@@ -282,11 +307,13 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         network = getattr(self, "_network", None)
         if network is not None and network.owns(self.coefs_, self.intercepts_):
             return network
-        dtype = np.result_type(*self.coefs_, *self.intercepts_)
+        coefs = [np.asarray(c) for c in self.coefs_]
+        intercepts = [np.asarray(b) for b in self.intercepts_]
+        _check_weight_shapes(coefs, intercepts, getattr(self, "n_features_in_", None))
+        dtype = np.result_type(*coefs, *intercepts)
         if dtype not in (np.float32, np.float64):
             dtype = np.float64
-        layer_units = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
-        coefs, intercepts = self.coefs_, self.intercepts_
+        layer_units = [coefs[0].shape[0]] + [c.shape[1] for c in coefs]
         network = self._new_network(layer_units, dtype)
         network.set_weights(coefs, intercepts)
         return network
@@ -494,7 +521,14 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
     def _fit_stochastic(self, X, y, sample_weight, network, incremental, validation):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        if not incremental or not hasattr(self, "_optimizer"):
+        optimizer = getattr(self, "_optimizer", None)
+        stale = (
+            optimizer is None
+            or optimizer.solver != self.solver
+            or optimizer.state_a.shape[0] != network.n_params
+            or optimizer.state_a.dtype != network.dtype
+        )
+        if not incremental or stale:
             self._optimizer = StochasticOptimizer(
                 self.solver,
                 network.n_params,
@@ -828,6 +862,19 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         Maximum number of epochs not meeting the ``tol`` improvement.
     max_fun : int, default=15000
         Maximum number of loss function calls of 'lbfgs'.
+    early_stopping_metric : {'score', 'loss'}, default='score'
+        What early stopping watches on the validation set: the R2 score
+        (scikit-learn's rule) or the validation loss. The weights of the best
+        epoch by that measure are restored. (fastbp addition.)
+    early_stopping_metric : {'score', 'loss'}, default='score'
+        What early stopping watches on the validation set: the accuracy
+        (scikit-learn's rule) or the validation loss. The weights of the best
+        epoch by that measure are restored. (fastbp addition.)
+    class_weight : dict, list of dict, 'balanced' or None, default=None
+        Weights of the classes, multiplied into ``sample_weight`` (and into
+        ``sample_weight_val``): a dict ``{label: weight}`` (a list of dicts for
+        multilabel ``y``), or 'balanced' for ``n_samples / (n_classes *
+        bincount(y))``. 'balanced' is refused by ``partial_fit``. (fastbp addition.)
 
     Attributes
     ----------
@@ -840,9 +887,14 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     loss_curve_ : list of shape (`n_iter_`,)
         The loss at each epoch.
     validation_scores_ : list of shape (`n_iter_`,) or None
-        Validation accuracy at each epoch when ``early_stopping=True``.
+        Validation accuracy at each epoch whenever there is a validation set.
     best_validation_score_ : float or None
-        Best validation accuracy when ``early_stopping=True``.
+        Validation accuracy of the restored epoch when ``early_stopping=True``.
+    validation_loss_curve_ : list of shape (`n_iter_`,) or None
+        Validation loss after each epoch whenever there is a validation set
+        (``X_val`` or the early-stopping split); None otherwise.
+    best_validation_loss_ : float or None
+        Validation loss of the restored epoch when ``early_stopping=True``.
     t_ : int
         The number of training samples seen by the solver during fitting.
     coefs_ : list of shape (n_layers - 1,)
@@ -1179,9 +1231,14 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     loss_curve_ : list of shape (`n_iter_`,)
         The loss at each epoch.
     validation_scores_ : list of shape (`n_iter_`,) or None
-        Validation R2 at each epoch when ``early_stopping=True``.
+        Validation R2 at each epoch whenever there is a validation set.
     best_validation_score_ : float or None
-        Best validation R2 when ``early_stopping=True``.
+        Validation R2 of the restored epoch when ``early_stopping=True``.
+    validation_loss_curve_ : list of shape (`n_iter_`,) or None
+        Validation loss after each epoch whenever there is a validation set
+        (``X_val`` or the early-stopping split); None otherwise.
+    best_validation_loss_ : float or None
+        Validation loss of the restored epoch when ``early_stopping=True``.
     t_ : int
         The number of training samples seen by the solver during fitting.
     coefs_ : list of shape (n_layers - 1,)

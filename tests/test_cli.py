@@ -1,0 +1,402 @@
+"""The ``fastbp`` command end to end: train / predict / evaluate in subprocesses.
+
+Every run is ``python -m fastbp.cli ...`` in a fresh interpreter, on a small
+CSV with a string target and on an ``.npz``; outputs are parsed and checked
+against ``fastbp.load`` and in-process fits. Error cases run concurrently
+(each subprocess spends most of its time importing NumPy, scikit-learn and
+Numba) and are checked for their exit code and message. A few pure-Python
+pieces (value parsing, the task rule, the unexpected-error path) are tested
+in-process.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+
+import fastbp
+from fastbp import MLPClassifier, MLPRegressor, cli
+
+FEATURES = ["x1", "x2", "x3"]
+TRAIN_METRIC_KEYS = {
+    "fastbp_version", "task", "estimator", "parameters", "n_samples", "n_features", "scores",
+    "loss_curve_", "validation_scores_", "n_iter_", "fit_seconds", "predict_seconds",
+}
+
+
+def run_cli(*args, cwd):
+    """Run ``python -m fastbp.cli ARGS`` in ``cwd``; the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", "fastbp.cli", *map(str, args)],
+        cwd=cwd, capture_output=True, text=True, timeout=300,
+    )
+
+
+def _check_ok(result):
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
+
+
+def _load(path):
+    from fastbp._io import load  # also fastbp.load
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clean file from the same versions loads silently
+        return load(path)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """Data files: a CSV with a string target (last column) and a regression .npz."""
+    root = tmp_path_factory.mktemp("cli")
+    rng = np.random.RandomState(0)
+    X = rng.randn(80, 3)
+    label = np.array(["bird", "cat", "dog"])[(X[:, 0] > 0).astype(int) + (X[:, 1] > 0.3).astype(int)]
+    frame = pd.DataFrame(X, columns=FEATURES)
+    frame["label"] = label
+    frame.to_csv(root / "animals.csv", index=False)
+
+    Xr = rng.randn(60, 4)
+    yr = Xr @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.1 * rng.randn(60)
+    np.savez(root / "reg.npz", X=Xr, y=yr)
+
+    (root / "config.json").write_text(json.dumps({
+        "hidden_layer_sizes": [6], "activation": "tanh", "max_iter": 40, "alpha": 0.01,
+        "learning_rate_init": 0.02, "n_iter_no_change": "inf",
+    }))
+    (root / "config.toml").write_text(
+        "hidden_layer_sizes = [16, 8]\nlearning_rate_init = 0.01\nmax_iter = 100\n"
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def csv_run(workdir):
+    """Train on the CSV with a JSON config, --param and flags overriding it, a plot and a progress bar."""
+    result = run_cli(
+        "train", "animals.csv", "--config", "config.json", "--param", "alpha=0.002",
+        "--max-iter", "25", "--no-shuffle", "--early-stopping", "--validation-fraction", "0.25",
+        "--batch-size", "16", "--progress", "--model-out", "out/animals.fbp",
+        "--metrics-out", "out/animals.json", "--plot-out", "out/animals.png",
+        cwd=workdir,
+    )
+    _check_ok(result)
+    return result
+
+
+@pytest.fixture(scope="module")
+def npz_run(workdir):
+    """Train a regressor on the .npz with a TOML config; --max-iter overrides it."""
+    result = run_cli(
+        "train", "reg.npz", "--config", "config.toml", "--max-iter", "30", "--random-state", "3",
+        "--progress", "--model-out", "out/reg.fbp", "--metrics-out", "out/reg.json", cwd=workdir,
+    )
+    _check_ok(result)
+    return result
+
+
+# ----------------------------------------------------------------------
+# train / predict / evaluate on a CSV
+
+
+def test_train_csv_writes_model_and_metrics(workdir, csv_run):
+    metrics = json.loads((workdir / "out/animals.json").read_text())
+    assert TRAIN_METRIC_KEYS <= set(metrics)
+    assert metrics["task"] == "classification"
+    assert metrics["estimator"] == "MLPClassifier"
+    assert metrics["fastbp_version"] == fastbp.__version__
+    assert metrics["classes"] == ["bird", "cat", "dog"]
+    assert metrics["data"]["target"] == "label" and metrics["data"]["feature_names"] == FEATURES
+    assert (metrics["n_samples"], metrics["n_features"]) == (80, 3)
+    assert metrics["n_train"] + metrics["n_test"] == 80 and metrics["n_test"] == 20
+    for part in ("train", "test"):
+        scores = metrics["scores"][part]
+        assert 0.0 <= scores["accuracy"] <= 1.0 and scores["log_loss"] > 0
+    assert len(metrics["loss_curve_"]) == metrics["n_iter_"] <= 25
+    assert len(metrics["validation_scores_"]) == metrics["n_iter_"]
+    assert metrics["fit_seconds"] > 0 and metrics["predict_seconds"] >= 0
+    assert "test accuracy" in csv_run.stdout
+
+
+def test_config_and_flags_reach_the_estimator(workdir, csv_run):
+    """Precedence: config < --param < flags, read back from the saved model."""
+    model = _load(workdir / "out/animals.fbp")
+    assert isinstance(model, MLPClassifier)
+    params = model.get_params()
+    assert params["hidden_layer_sizes"] == (6,)          # config
+    assert params["activation"] == "tanh"                # config
+    assert params["learning_rate_init"] == 0.02          # config
+    assert params["n_iter_no_change"] == np.inf          # config, the string "inf"
+    assert params["alpha"] == 0.002                      # --param over config's 0.01
+    assert params["max_iter"] == 25                      # flag over config's 40
+    assert params["shuffle"] is False and params["early_stopping"] is True
+    assert params["validation_fraction"] == 0.25 and params["batch_size"] == 16
+    assert params["random_state"] == 0                   # the CLI's default
+    assert params["verbose"] is False                    # switched on for the bar only
+    metrics = json.loads((workdir / "out/animals.json").read_text())
+    assert metrics["parameters"]["alpha"] == 0.002
+    assert metrics["parameter_sources"]["alpha"] == "--param"
+    assert metrics["parameter_sources"]["max_iter"] == "flag"
+    assert metrics["parameter_sources"]["activation"] == "config"
+    assert metrics["n_iter_"] == model.n_iter_
+    assert metrics["loss_curve_"] == pytest.approx(model.loss_curve_, rel=0, abs=0)
+
+
+def test_progress_bar_reports_epochs(workdir, csv_run):
+    metrics = json.loads((workdir / "out/animals.json").read_text())
+    n_iter = metrics["n_iter_"]
+    assert f"epoch {n_iter}/25" in csv_run.stderr
+    assert "epoch 1/25" in csv_run.stderr and "validation score" in csv_run.stderr
+    assert "Iteration" not in csv_run.stdout  # the verbose lines were consumed, not echoed
+
+
+def test_plot_is_a_png(workdir, csv_run):
+    pytest.importorskip("matplotlib")
+    data = (workdir / "out/animals.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    Image = pytest.importorskip("PIL.Image")
+    with Image.open(workdir / "out/animals.png") as image:
+        image.verify()
+        assert image.size[0] > 100 and image.size[1] > 100
+
+
+def test_predict_csv_matches_the_loaded_model(workdir, csv_run):
+    result = run_cli("predict", "out/animals.fbp", "animals.csv", "--out", "out/pred.csv", "--proba",
+                     cwd=workdir)
+    _check_ok(result)
+    predictions = pd.read_csv(workdir / "out/pred.csv")
+    assert list(predictions.columns) == ["prediction", "proba_bird", "proba_cat", "proba_dog"]
+    assert len(predictions) == 80
+    model = _load(workdir / "out/animals.fbp")
+    X = pd.read_csv(workdir / "animals.csv")[FEATURES]  # the target column is ignored by the CLI
+    np.testing.assert_array_equal(predictions["prediction"].to_numpy(), model.predict(X))
+    np.testing.assert_array_equal(predictions.iloc[:, 1:].to_numpy(), model.predict_proba(X))
+
+
+def test_evaluate_csv(workdir, csv_run):
+    result = run_cli("evaluate", "out/animals.fbp", "animals.csv", "--metrics-out", "out/eval.json",
+                     cwd=workdir)
+    _check_ok(result)
+    metrics = json.loads((workdir / "out/eval.json").read_text())
+    frame = pd.read_csv(workdir / "animals.csv")
+    model = _load(workdir / "out/animals.fbp")
+    assert metrics["task"] == "classification" and metrics["n_samples"] == 80
+    assert metrics["data"]["target"] == "label"
+    assert metrics["scores"]["accuracy"] == pytest.approx(model.score(frame[FEATURES], frame["label"]))
+    assert metrics["scores"]["log_loss"] > 0
+    assert "accuracy" in result.stdout
+
+
+# ----------------------------------------------------------------------
+# train / predict / evaluate on an .npz
+
+
+def test_train_npz_equals_an_in_process_fit(workdir, npz_run):
+    """The progress bar (verbose capture) leaves the model exactly as a quiet fit does."""
+    metrics = json.loads((workdir / "out/reg.json").read_text())
+    assert metrics["task"] == "regression" and metrics["estimator"] == "MLPRegressor"
+    assert TRAIN_METRIC_KEYS <= set(metrics)
+    assert set(metrics["scores"]["test"]) >= {"r2", "mse"}
+    assert metrics["validation_scores_"] is None
+    assert "epoch 30/30" in npz_run.stderr
+
+    saved = _load(workdir / "out/reg.fbp")
+    assert isinstance(saved, MLPRegressor)
+    assert saved.get_params()["hidden_layer_sizes"] == (16, 8)   # TOML list -> tuple
+    assert saved.max_iter == 30 and saved.learning_rate_init == 0.01
+
+    data = np.load(workdir / "reg.npz")
+    X_train, _, y_train, _ = train_test_split(data["X"], data["y"], test_size=0.25, random_state=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        quiet = MLPRegressor(hidden_layer_sizes=(16, 8), learning_rate_init=0.01, max_iter=30,
+                             random_state=3).fit(X_train, y_train)
+    assert saved.loss_curve_ == quiet.loss_curve_
+    for saved_w, quiet_w in zip(saved.coefs_ + saved.intercepts_, quiet.coefs_ + quiet.intercepts_):
+        np.testing.assert_array_equal(saved_w, quiet_w)
+    assert metrics["loss_curve_"] == quiet.loss_curve_
+
+
+def test_predict_and_evaluate_npz(workdir, npz_run):
+    result = run_cli("predict", "out/reg.fbp", "reg.npz", "--out", "out/reg_pred.csv", cwd=workdir)
+    _check_ok(result)
+    predictions = pd.read_csv(workdir / "out/reg_pred.csv")
+    data = np.load(workdir / "reg.npz")
+    model = _load(workdir / "out/reg.fbp")
+    assert list(predictions.columns) == ["prediction"] and len(predictions) == 60
+    np.testing.assert_array_equal(predictions["prediction"].to_numpy(), model.predict(data["X"]))
+
+    result = run_cli("evaluate", "out/reg.fbp", "reg.npz", "--metrics-out", "out/reg_eval.json",
+                     cwd=workdir)
+    _check_ok(result)
+    scores = json.loads((workdir / "out/reg_eval.json").read_text())["scores"]
+    assert scores["r2"] == pytest.approx(model.score(data["X"], data["y"]))
+    assert scores["mse"] == pytest.approx(np.mean((model.predict(data["X"]) - data["y"]) ** 2))
+
+
+def test_train_without_data_uses_bundled_digits(workdir):
+    result = run_cli("train", "--max-iter", "3", "--hidden-layer-sizes", "16",
+                     "--metrics-out", "out/digits.json", cwd=workdir)
+    _check_ok(result)
+    assert "test accuracy" in result.stdout and "fit" in result.stdout
+    metrics = json.loads((workdir / "out/digits.json").read_text())
+    assert (metrics["n_samples"], metrics["n_features"], metrics["n_iter_"]) == (1797, 64, 3)
+    assert metrics["data"]["format"] == "bundled" and metrics["classes"] == list(range(10))
+    assert any("ConvergenceWarning" in w for w in metrics["warnings"])
+
+
+# ----------------------------------------------------------------------
+# Errors: exit code and message
+
+
+ERROR_CASES = {
+    "missing data file": (["train", "nowhere.csv"], 3, "not found: nowhere.csv"),
+    "ragged CSV": (["train", "ragged.csv"], 3, "cannot read ragged.csv as CSV"),
+    "empty CSV": (["train", "empty.csv"], 3, "empty"),
+    "missing config": (["train", "animals.csv", "--config", "nope.toml"], 3, "config file not found"),
+    "bad JSON config": (["train", "animals.csv", "--config", "bad.json"], 3, "as JSON"),
+    "Parquet": (["train", "data.parquet"], 3, None),  # message depends on pyarrow, below
+    "missing target column": (["train", "animals.csv", "--target", "lable"], 4,
+                              "target column 'lable' not found"),
+    "non-numeric column": (["train", "colors.csv"], 4,
+                           "non-numeric feature column in colors.csv: 'color'"),
+    "npz without y": (["train", "noy.npz"], 4, "no target array 'y'"),
+    "missing feature columns": (["predict", "out/animals.fbp", "colors.csv", "--out", "p.csv"], 4,
+                                "lacks feature columns the model was trained on: 'x2', 'x3'"),
+    "missing model file": (["predict", "nope.fbp", "animals.csv", "--out", "p.csv"], 5,
+                           "model file not found"),
+    "corrupt model file": (["evaluate", "garbage.fbp", "animals.csv"], 5,
+                           "cannot load model file garbage.fbp"),
+    "truncated model file": (["predict", "truncated.fbp", "animals.csv", "--out", "p.csv"], 5,
+                             "cannot load model file truncated.fbp"),
+    "--proba on a regressor": (["predict", "out/reg.fbp", "reg.npz", "--out", "p.csv", "--proba"], 2,
+                               "--proba needs a classifier"),
+    "unknown --param": (["train", "animals.csv", "--param", "hiden_layer_sizes=3"], 2,
+                        "unknown estimator parameter 'hiden_layer_sizes'"),
+    "unparsable flag value": (["train", "animals.csv", "--max-iter", "many"], 2,
+                              "argument --max-iter: invalid value 'many'"),
+    "value out of range": (["train", "animals.csv", "--alpha", "-1"], 2, "invalid estimator parameter"),
+    "parameter of the other task": (["train", "animals.csv", "--loss", "poisson"], 2,
+                                    "'loss' applies to regression only"),
+}
+
+
+def _expected(case):
+    argv, code, text = ERROR_CASES[case]
+    if case == "Parquet":
+        if importlib.util.find_spec("pyarrow") is None:
+            text = "reading Parquet needs pyarrow"
+        else:
+            text = "cannot read data.parquet as Parquet"
+    return argv, code, text
+
+
+@pytest.fixture(scope="module")
+def bad_files(workdir, csv_run, npz_run):
+    """The broken inputs of ERROR_CASES, next to the good ones and the trained models."""
+    (workdir / "ragged.csv").write_text("a,b,label\n1,2,x\n3,4,y,5,6\n")
+    (workdir / "empty.csv").write_text("")
+    (workdir / "colors.csv").write_text(
+        "x1,color,label\n" + "".join(f"{i},{'red' if i % 2 else 'blue'},{i % 2}\n" for i in range(10))
+    )
+    np.savez(workdir / "noy.npz", X=np.ones((5, 2)))
+    (workdir / "garbage.fbp").write_bytes(b"this is not a model file at all")
+    model_bytes = (workdir / "out/animals.fbp").read_bytes()
+    (workdir / "truncated.fbp").write_bytes(model_bytes[: len(model_bytes) // 2])
+    (workdir / "data.parquet").write_bytes(b"PAR1 not really")
+    (workdir / "bad.json").write_text("{not json")
+    return workdir
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+def test_error_exit_code_and_message(bad_files, case, monkeypatch, capsys):
+    """Every error case through cli.main (the code path of the command, without a new interpreter)."""
+    argv, code, text = _expected(case)
+    monkeypatch.chdir(bad_files)
+    assert cli.main(argv) == code
+    out, err = capsys.readouterr()
+    assert text in err
+    assert "Traceback" not in err and out == ""
+
+
+def test_error_exit_codes_in_subprocesses(bad_files):
+    """One case per exit code through the real command: the code reaches the shell."""
+    cases = ["unknown --param", "ragged CSV", "non-numeric column", "corrupt model file"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda c: run_cli(*_expected(c)[0], cwd=bad_files), cases))
+    for case, result in zip(cases, results):
+        _, code, text = _expected(case)
+        assert (result.returncode, case) == (code, case), result.stderr
+        assert text in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unexpected_error_exit_1_and_debug_traceback(monkeypatch, capsys):
+    def boom(*args, **kwargs):
+        raise RuntimeError("something broke")
+
+    monkeypatch.setattr(cli, "read_dataset", boom)
+    assert cli.main(["train", "whatever.csv"]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected error: RuntimeError: something broke" in err and "--debug" in err
+    assert "Traceback" not in err
+    assert cli.main(["train", "whatever.csv", "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------
+# Pieces, in-process
+
+
+def test_every_estimator_parameter_is_a_flag():
+    parser = cli.build_parser()
+    train = next(a for a in parser._actions if a.dest == "command").choices["train"]
+    flags = {option for action in train._actions for option in action.option_strings}
+    for cls in (MLPClassifier, MLPRegressor):
+        for name in cls().get_params():
+            assert "--" + name.replace("_", "-") in flags, name
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("hidden_layer_sizes", "100,50", (100, 50)),
+    ("hidden_layer_sizes", "(64, 32)", (64, 32)),
+    ("hidden_layer_sizes", "7", (7,)),
+    ("batch_size", "auto", "auto"),
+    ("batch_size", "32", 32),
+    ("n_iter_no_change", "inf", np.inf),
+    ("n_iter_no_change", "5", 5),
+    ("random_state", "none", None),
+    ("random_state", "42", 42),
+    ("alpha", "1e-3", 1e-3),
+    ("early_stopping", "false", False),
+    ("solver", "lbfgs", "lbfgs"),
+])
+def test_parameter_values_parse(name, text, expected):
+    value = cli._param_specs()[name].parse(text)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("name, text", [("solver", "newton"), ("max_iter", "1.5"), ("batch_size", "big")])
+def test_bad_parameter_values_are_rejected(name, text):
+    with pytest.raises(ValueError, match=name):
+        cli._param_specs()[name].parse(text)
+
+
+@pytest.mark.parametrize("y, task", [
+    (np.array(["a", "b", "a"]), "classification"),
+    (np.array([True, False, True]), "classification"),
+    (np.array([0, 1, 2, 1]), "classification"),
+    (np.array([0.0, 1.0, 1.0]), "classification"),
+    (np.arange(50), "regression"),
+    (np.array([0.5, 1.0, 2.0]), "regression"),
+])
+def test_auto_task_rule(y, task):
+    assert cli.infer_task(y)[0] == task

@@ -1,0 +1,642 @@
+"""Safe model files: exact round trips, continued training, and every kind of bad file.
+
+What is checked here:
+
+- round trips of classifiers (binary, multiclass with string labels,
+  multilabel), regressors (single output, multi-output, Poisson), float32 and
+  float64, every solver, early stopping, unfitted estimators and Networks
+  (with and without biases): identical attributes (arrays equal with their
+  dtype, the same Python / NumPy scalar types), bit-identical predictions,
+  ``coefs_`` / ``intercepts_`` views of the rebuilt network's buffer;
+- the loaded model's ``partial_fit`` and warm-started ``fit`` continue
+  exactly as the original's (optimizer state, step counter, shared
+  ``RandomState``);
+- the file itself: a ZIP of ``header.json`` plus ``.npy`` members readable
+  with ``allow_pickle=False``, deterministic bytes, saving leaves the model
+  unchanged;
+- every bad file raises ``ModelFileError`` (a ``ValueError``) saying why:
+  truncated, not a ZIP, a flipped byte, an array re-packed with other values,
+  an edited header number, wrong / newer format_version, unknown format or
+  class, bad JSON, missing or extra members, unsupported values, an object
+  (pickled) array member;
+- unsupported values raise ``TypeError`` at save time, naming the attribute;
+- pickle and joblib keep working.
+"""
+
+import copy
+import hashlib
+import io
+import json
+import pickle
+import zipfile
+
+import joblib
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+from sklearn.exceptions import InconsistentVersionWarning
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+from sklearn.preprocessing import LabelBinarizer
+
+from fastbp import MLPClassifier, MLPRegressor, Network
+from fastbp._io import FORMAT_VERSION, ModelFileError, load, save
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+CLASSIFICATION = ["binary", "multiclass", "multilabel"]
+REGRESSION = ["single", "multioutput", "poisson"]
+
+
+# ---------------------------------------------------------------------------
+# Data, models and helpers
+# ---------------------------------------------------------------------------
+
+
+def make_data(task, seed=0, n_samples=40, n_features=4):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n_samples, n_features))
+    z = X @ rng.normal(size=(n_features, 3))
+    if task == "binary":
+        y = (z[:, 0] > 0).astype(int)
+    elif task == "multiclass":
+        y = np.array(["ant", "bee", "cat"])[np.argmax(z, axis=1)]
+    elif task == "multilabel":
+        y = (z > 0).astype(int)
+    elif task == "single":
+        y = z[:, 0]
+    elif task == "multioutput":
+        y = z[:, :2]
+    elif task == "poisson":
+        y = rng.poisson(np.exp(0.3 * z[:, 0])).astype(float)
+    return X, y
+
+
+def make_model(task, solver="adam", dtype=np.float64, **params):
+    params = {"hidden_layer_sizes": (5, 3), "solver": solver, "max_iter": 6,
+              "random_state": 0, **params}
+    if task in CLASSIFICATION:
+        est = MLPClassifier(**params)
+    else:
+        est = MLPRegressor(loss="poisson" if task == "poisson" else "squared_error", **params)
+    X, y = make_data(task)
+    return est.fit(X.astype(dtype), y), X.astype(dtype), y
+
+
+def round_trip(model, tmp_path, name="model.fbp"):
+    path = tmp_path / name
+    save(model, path)
+    return load(path)
+
+
+def assert_same(a, b, path="model"):
+    """Recursive exact equality of two values, types and dtypes included."""
+    assert type(a) is type(b), f"{path}: {type(a)} != {type(b)}"
+    if isinstance(a, np.ndarray):
+        assert (a.dtype, a.shape) == (b.dtype, b.shape), f"{path}: {a.dtype}{a.shape} != {b.dtype}{b.shape}"
+        assert_array_equal(a, b, err_msg=path)
+    elif isinstance(a, (float, np.floating)):
+        assert (a == b) or (np.isnan(a) and np.isnan(b)), f"{path}: {a!r} != {b!r}"
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(a, dict):
+        assert list(a) == list(b), f"{path}: keys {list(a)} != {list(b)}"
+        for key in a:
+            assert_same(a[key], b[key], f"{path}[{key!r}]")
+    elif isinstance(a, np.random.RandomState):
+        assert_same(a.get_state(), b.get_state(), f"{path}.get_state()")
+    elif isinstance(a, Network):
+        assert_same(network_config(a), network_config(b), path)
+        assert_same(a.params, b.params, f"{path}.params")
+        assert a.owns(a.coefs, a.intercepts) and b.owns(b.coefs, b.intercepts)
+    elif hasattr(a, "__dict__"):
+        assert_same(vars(a), vars(b), path)
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+def network_config(net):
+    return (net.layer_units, net.activations, net.loss, net.bias, net.dtype.str)
+
+
+def assert_same_estimator(original, loaded):
+    # (the order of __dict__ is not part of the state: params come first in a loaded model)
+    state_a = {k: v for k, v in sorted(vars(original).items()) if k != "_network"}
+    state_b = {k: v for k, v in sorted(vars(loaded).items()) if k != "_network"}
+    assert_same(state_a, state_b)
+    if "coefs_" in vars(original):
+        network = loaded._network
+        assert network.owns(loaded.coefs_, loaded.intercepts_)
+        assert all(np.shares_memory(c, network.params) for c in loaded.coefs_ + loaded.intercepts_)
+        assert_same(original._network, network, "_network")
+
+
+def read_archive(path):
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def write_archive(path, members):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def checksum(header):
+    body = {k: v for k, v in header.items() if k != "header_sha256"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def rewrite_header(path, edit, fix_checksum=True):
+    """Apply ``edit`` to the parsed header and write the archive back (valid ZIP CRCs)."""
+    members = read_archive(path)
+    header = json.loads(members["header.json"])
+    edit(header)
+    if fix_checksum:
+        header["header_sha256"] = checksum(header)
+    members["header.json"] = json.dumps(header).encode()
+    write_archive(path, members)
+
+
+@pytest.fixture
+def saved_classifier(tmp_path):
+    clf, X, y = make_model("multiclass")
+    path = tmp_path / "clf.fbp"
+    save(clf, path)
+    return path, clf, X
+
+
+# ---------------------------------------------------------------------------
+# Exact round trips
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+@pytest.mark.parametrize("task", CLASSIFICATION + REGRESSION)
+def test_round_trip_is_exact(task, solver, dtype, tmp_path):
+    model, X, y = make_model(task, solver, dtype)
+    loaded = round_trip(model, tmp_path)
+    assert type(loaded) is type(model)
+    assert_same_estimator(model, loaded)
+    assert loaded.coefs_[0].dtype == dtype
+    assert_array_equal(loaded.predict(X), model.predict(X))
+    if task in CLASSIFICATION:
+        assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+        assert loaded.score(X, y) == model.score(X, y)
+
+
+def test_round_trip_early_stopping_and_feature_names(tmp_path):
+    pd = pytest.importorskip("pandas")
+    X, y = make_data("multiclass", n_samples=60)
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    clf = MLPClassifier((5,), early_stopping=True, max_iter=8, random_state=0).fit(frame, y)
+    loaded = round_trip(clf, tmp_path)
+    assert_same_estimator(clf, loaded)
+    assert loaded.feature_names_in_.dtype == object
+    assert isinstance(loaded._best_params, np.ndarray)
+    assert loaded.validation_scores_ == clf.validation_scores_
+    assert_array_equal(loaded.predict_proba(frame), clf.predict_proba(frame))
+
+
+def test_round_trip_unfitted_and_unusual_values(tmp_path):
+    rng = np.random.RandomState(7)
+    rng.normal()  # a cached Gaussian is part of the state
+    est = MLPRegressor(hidden_layer_sizes=[4, np.int64(3)], random_state=rng, n_iter_no_change=np.inf,
+                       batch_size=np.int32(8), learning_rate_init=np.float32(0.01))
+    est.custom_ = {
+        0: 1.5, "a": (1, np.float32(2.5), np.bool_(True)), (1, "k"): [None, np.nan, -np.inf, -0.0],
+        "arrays": [np.arange(6, dtype=np.int16).reshape(2, 3), np.asfortranarray(np.eye(3)),
+                   np.array(["x", "yz"]), np.array([b"q"]), np.array([1 + 2j]),
+                   np.array(["2020-01-01"], dtype="datetime64[D]"), np.zeros((0, 3))],
+        "scalars": [np.str_("s"), np.uint8(255), np.complex128(1j), np.datetime64("2020-01-02")],
+        "object": np.array([None, "a", 1, 2.5], dtype=object), "dtype": np.dtype("float32"),
+        "big": 2**70,
+    }
+    loaded = round_trip(est, tmp_path)
+    assert_same_estimator(est, loaded)
+    assert loaded.custom_["arrays"][1].flags.f_contiguous
+    assert loaded.get_params()["hidden_layer_sizes"] == [4, 3]
+    # fitting the loaded copy consumes the same random numbers
+    X, y = make_data("single")
+    assert_array_equal(est.set_params(max_iter=3).fit(X, y).predict(X),
+                       loaded.set_params(max_iter=3).fit(X, y).predict(X))
+
+
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+def test_round_trip_default_unfitted(cls, tmp_path):
+    est = cls()
+    loaded = round_trip(est, tmp_path)
+    assert_same_estimator(est, loaded)
+    assert "coefs_" not in vars(loaded)
+
+
+@pytest.mark.parametrize(
+    "layer_units, activation, out_activation, loss, bias, dtype",
+    [
+        ((3, 4, 2), "tanh", "softmax", "log_loss", True, np.float64),
+        ((3, 4, 5, 1), ["relu", "logistic"], "identity", "squared_error", False, np.float32),
+        ((2, 1), "relu", "exp", "poisson", True, np.float64),
+    ],
+)
+def test_round_trip_network(layer_units, activation, out_activation, loss, bias, dtype, tmp_path):
+    net = Network(layer_units, activation=activation, out_activation=out_activation, loss=loss,
+                  bias=bias, dtype=dtype).init_weights(0)
+    loaded = round_trip(net, tmp_path)
+    assert_same(net, loaded)
+    assert loaded.params.dtype == dtype
+    assert loaded.coefs[0].base is loaded.params
+    X = np.random.RandomState(1).normal(size=(5, layer_units[0]))
+    assert_array_equal(loaded.predict(X), net.predict(X))
+    if not bias:
+        assert not loaded.intercepts[0].any()
+
+
+def test_network_extra_attributes_round_trip(tmp_path):
+    net = Network((2, 3, 1)).init_weights(0)
+    net.note = {"epochs": 3, "losses": [0.5, np.float32(0.25)]}
+    assert_same(net, round_trip(net, tmp_path))
+    assert round_trip(net, tmp_path).note == net.note
+
+
+# ---------------------------------------------------------------------------
+# Training continues exactly
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("task", ["multiclass", "multioutput"])
+def test_partial_fit_continues_exactly(task, solver, dtype, tmp_path):
+    params = {"learning_rate": "invscaling"} if solver == "sgd" else {}
+    model, X, y = make_model(task, solver, dtype, **params)
+    reference = copy.deepcopy(model)  # the un-saved copy
+    loaded = round_trip(model, tmp_path)
+    for _ in range(3):
+        reference.partial_fit(X, y)
+        loaded.partial_fit(X, y)
+    assert_same_estimator(reference, loaded)
+    assert loaded._optimizer.step_counter[0] == reference._optimizer.step_counter[0]
+
+
+def test_warm_start_with_shared_random_state_continues_exactly(tmp_path):
+    X, y = make_data("binary")
+    model = MLPClassifier((4,), random_state=np.random.RandomState(3), warm_start=True,
+                          max_iter=4).fit(X, y)
+    assert model.random_state is model._random_state
+    reference = copy.deepcopy(model)
+    loaded = round_trip(model, tmp_path)
+    # one RandomState object, as in the original
+    assert loaded.random_state is loaded._random_state
+    reference.fit(X, y)
+    loaded.fit(X, y)
+    assert_same_estimator(reference, loaded)
+
+
+def test_save_leaves_model_unchanged_and_is_deterministic(tmp_path):
+    model, X, _ = make_model("multiclass")
+    before = copy.deepcopy(model)
+    network = model._network
+    save(model, tmp_path / "a.fbp")
+    save(model, tmp_path / "b.fbp")
+    assert model._network is network
+    assert_same_estimator(before, model)
+    assert (tmp_path / "a.fbp").read_bytes() == (tmp_path / "b.fbp").read_bytes()
+
+
+# ---------------------------------------------------------------------------
+# The file
+# ---------------------------------------------------------------------------
+
+
+def test_file_layout_is_documented_format(saved_classifier):
+    path, clf, _ = saved_classifier
+    members = read_archive(path)
+    header = json.loads(members["header.json"])
+    assert header["format"] == "fastbp-model"
+    assert header["format_version"] == FORMAT_VERSION == 1
+    assert header["class"] == "fastbp.MLPClassifier"
+    assert header["params"]["hidden_layer_sizes"] == {"type": "tuple", "items": [5, 3]}
+    assert header["header_sha256"] == checksum(header)
+    assert set(members) == {"header.json", *header["arrays"]}
+    for name, entry in header["arrays"].items():
+        array = np.load(io.BytesIO(members[name]), allow_pickle=False)
+        assert array.dtype.str == entry["dtype"] and list(array.shape) == entry["shape"]
+        assert hashlib.sha256(members[name]).hexdigest() == entry["sha256"]
+    weights = header["attributes"]["coefs_"][0]["member"]
+    assert_array_equal(np.load(io.BytesIO(members[weights])), clf.coefs_[0])
+
+
+def test_load_from_file_objects_and_str_paths(saved_classifier):
+    path, clf, X = saved_classifier
+    with open(path, "rb") as f:
+        assert_array_equal(load(f).predict_proba(X), clf.predict_proba(X))
+    buffer = io.BytesIO()
+    save(clf, buffer)
+    buffer.seek(0)
+    assert_array_equal(load(buffer).predict_proba(X), clf.predict_proba(X))
+    assert_array_equal(load(str(path)).predict(X), clf.predict(X))
+
+
+def test_pickle_and_joblib_still_work(saved_classifier, tmp_path):
+    path, clf, X = saved_classifier
+    loaded = load(path)
+    for model in (clf, loaded):
+        pickled = pickle.loads(pickle.dumps(model))
+        joblib.dump(model, tmp_path / "model.joblib")
+        dumped = joblib.load(tmp_path / "model.joblib")
+        for other in (pickled, dumped):
+            assert_array_equal(other.predict_proba(X), clf.predict_proba(X))
+            assert other._network.owns(other.coefs_, other.intercepts_)
+
+
+def test_file_from_another_scikit_learn_warns_as_unpickling_does(saved_classifier):
+    path, clf, X = saved_classifier
+
+    def edit(header):
+        header["attributes"]["_label_binarizer"]["attributes"]["_sklearn_version"] = "0.1"
+
+    rewrite_header(path, edit)
+    with pytest.warns(InconsistentVersionWarning):
+        loaded = load(path)
+    assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
+def test_parameters_missing_from_an_older_file_get_defaults(saved_classifier):
+    path, clf, X = saved_classifier
+
+    def edit(header):
+        del header["params"]["max_fun"]
+        header["params"]["from_the_future"] = 1
+
+    rewrite_header(path, edit)
+    with pytest.warns(UserWarning, match="from_the_future"):
+        loaded = load(path)
+    assert loaded.max_fun == 15000
+    assert "from_the_future" not in vars(loaded)
+    assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
+# ---------------------------------------------------------------------------
+# Bad files
+# ---------------------------------------------------------------------------
+
+
+def test_truncated_file(saved_classifier):
+    path, _, _ = saved_classifier
+    data = path.read_bytes()
+    for size in (len(data) - 1, len(data) // 2, 100, 3, 0):
+        path.write_bytes(data[:size])
+        with pytest.raises(ModelFileError, match="not a ZIP archive, or the file is truncated"):
+            load(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello", b"PK\x03\x04garbage", pickle.dumps({"a": 1})])
+def test_not_a_zip(content, tmp_path):
+    path = tmp_path / "model.fbp"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match="not a ZIP archive"):
+        load(path)
+
+
+def test_flipped_byte_inside_an_array_member(saved_classifier):
+    path, clf, _ = saved_classifier
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("arrays/2.npy")
+    # local file header: 30 bytes + name + extra, then the stored .npy bytes
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start + info.compress_size - 3] ^= 0x01  # inside the last weight
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="'arrays/2.npy' is corrupt"):
+        load(path)
+
+
+def test_array_member_repacked_with_other_values(saved_classifier):
+    path, clf, _ = saved_classifier
+    members = read_archive(path)
+    buffer = io.BytesIO()
+    np.save(buffer, clf.coefs_[0] + 1e-12)
+    members["arrays/2.npy"] = buffer.getvalue()  # a valid ZIP with valid CRCs
+    write_archive(path, members)
+    with pytest.raises(ModelFileError, match="checksum mismatch for member 'arrays/2.npy'"):
+        load(path)
+
+
+def test_header_number_edited_without_fixing_the_checksum(saved_classifier):
+    path, _, _ = saved_classifier
+    members = read_archive(path)
+    text = members["header.json"].decode()
+    assert '"alpha": 0.0001' in text
+    members["header.json"] = text.replace('"alpha": 0.0001', '"alpha": 0.0002').encode()
+    write_archive(path, members)
+    with pytest.raises(ModelFileError, match="header checksum mismatch"):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    "version, message",
+    [(2, "format_version 2, newer than the 1 this fastbp reads"), (0, "unsupported format_version 0"),
+     ("1", "unsupported format_version '1'"), (True, "unsupported format_version True"),
+     (None, "unsupported format_version None")],
+)
+def test_wrong_format_version(saved_classifier, version, message):
+    path, _, _ = saved_classifier
+    rewrite_header(path, lambda header: header.update(format_version=version))
+    with pytest.raises(ModelFileError, match=message):
+        load(path)
+
+
+def test_unknown_format_name(saved_classifier):
+    path, _, _ = saved_classifier
+    rewrite_header(path, lambda header: header.update(format="someone-elses-model"))
+    with pytest.raises(ModelFileError, match="Not a fastbp model file: the header's format"):
+        load(path)
+
+
+@pytest.mark.parametrize("class_name", ["os.system", "builtins.eval", "numpy.random.RandomState", 3])
+def test_unknown_top_level_class(saved_classifier, class_name):
+    path, _, _ = saved_classifier
+    rewrite_header(path, lambda header: header.update({"class": class_name}))
+    with pytest.raises(ModelFileError, match="unknown class"):
+        load(path)
+
+
+def test_unknown_nested_class(saved_classifier):
+    path, _, _ = saved_classifier
+
+    def edit(header):
+        header["attributes"]["_label_binarizer"]["class"] = "subprocess.Popen"
+
+    rewrite_header(path, edit)
+    message = "unknown class 'subprocess.Popen' at MLPClassifier._label_binarizer"
+    with pytest.raises(ModelFileError, match=message):
+        load(path)
+
+
+@pytest.mark.parametrize("text", [b"{not json", b"\xff\xfe", b'{"format": NaN}', b"[1, 2]"])
+def test_bad_json_header(saved_classifier, text):
+    path, _, _ = saved_classifier
+    members = read_archive(path)
+    members["header.json"] = text
+    write_archive(path, members)
+    with pytest.raises(ModelFileError, match="header.json is not (valid JSON|a JSON object)"):
+        load(path)
+
+
+@pytest.mark.parametrize("member", ["header.json", "arrays/0.npy", "arrays/5.npy"])
+def test_missing_member(saved_classifier, member):
+    path, _, _ = saved_classifier
+    members = read_archive(path)
+    del members[member]
+    write_archive(path, members)
+    with pytest.raises(ModelFileError, match=f"missing member '{member}'"):
+        load(path)
+
+
+def test_unexpected_member(saved_classifier):
+    path, _, _ = saved_classifier
+    members = read_archive(path)
+    members["payload.pkl"] = pickle.dumps(1)
+    write_archive(path, members)
+    with pytest.raises(ModelFileError, match=r"unexpected members \['payload.pkl'\]"):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    "node, message",
+    [
+        ({"type": "pickle", "data": "gASVAAAAAAAAAAB9lC4="}, "node of type 'pickle'"),
+        ({"type": "float", "value": "1e3"}, "float '1e3'"),
+        ({"type": "scalar", "dtype": "|O", "value": 1}, "unsupported dtype '|O'"),
+        ({"type": "scalar", "dtype": "<i1", "value": 1000}, "scalar 1000 of dtype int8"),
+        ({"type": "ndarray", "member": "arrays/99.npy"}, "does not list"),
+        ({"type": "ref", "id": 42}, "undefined object 42"),
+        ({"type": "dict", "items": [[[1], 2]]}, "unhashable dict key"),
+        ({"type": "object_array", "shape": [1], "items": [[1, 2]]}, "object array item of type list"),
+    ],
+)
+def test_unsupported_values(saved_classifier, node, message):
+    path, _, _ = saved_classifier
+    rewrite_header(path, lambda header: header["attributes"].update(extra_=node))
+    with pytest.raises(ModelFileError, match=message):
+        load(path)
+
+
+def test_inconsistent_state_is_rejected(saved_classifier):
+    path, _, _ = saved_classifier
+
+    def edit(header):  # two intercept vectors swapped: they no longer fit the layers
+        intercepts = header["attributes"]["intercepts_"]
+        intercepts[0], intercepts[1] = intercepts[1], intercepts[0]
+
+    rewrite_header(path, edit)
+    with pytest.raises(ModelFileError, match="invalid state for fastbp.MLPClassifier"):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda h: h["attributes"].update(n_features_in_=1000), "n_features_in_ is 1000 but coefs_"),
+        (lambda h: h["attributes"].update(n_outputs_=1), "n_outputs_ is 1 but coefs_"),
+        (lambda h: h["attributes"]["_optimizer"]["attributes"].update(state_a=[]), "optimizer state"),
+        (lambda h: h["attributes"]["_optimizer"]["attributes"].update(
+            state_b=h["attributes"]["_optimizer"]["attributes"]["step_counter"]), "optimizer state"),
+        (lambda h: [h["attributes"].pop(k) for k in ("coefs_", "intercepts_")], "no weights"),
+    ],
+)
+def test_states_the_kernels_cannot_use_safely_are_rejected(saved_classifier, edit, message):
+    # sizes the kernels rely on without checking (they would read or write out of bounds)
+    path, _, _ = saved_classifier
+    rewrite_header(path, edit)
+    with pytest.raises(ModelFileError, match=f"inconsistent fastbp.MLPClassifier state: .*{message}"):
+        load(path)
+
+
+def test_inconsistent_model_is_not_saved(tmp_path):
+    model, _, _ = make_model("binary", "sgd")
+    model._optimizer.state_a = model._optimizer.state_a[:-1]
+    with pytest.raises(ValueError, match=r"optimizer state .* does not fit the 47 parameters"):
+        save(model, tmp_path / "model.fbp")
+    assert not (tmp_path / "model.fbp").exists()
+
+
+def test_pickled_object_array_member_is_never_unpickled(saved_classifier):
+    path, _, _ = saved_classifier
+    members = read_archive(path)
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    members["arrays/0.npy"] = buffer.getvalue()
+
+    def edit(header):
+        header["arrays"]["arrays/0.npy"].update(
+            dtype="|O", sha256=hashlib.sha256(members["arrays/0.npy"]).hexdigest())
+
+    header = json.loads(members["header.json"])
+    edit(header)
+    header["header_sha256"] = checksum(header)
+    members["header.json"] = json.dumps(header).encode()
+    write_archive(path, members)
+    with pytest.raises(ModelFileError, match="'arrays/0.npy' cannot be read"):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda h: h["params"].update(layer_units=[2, 4, 1]), "needs 'params' of shape"),
+        (lambda h: h["params"].update(dtype="object"), "dtype must be"),
+        # the layer table the kernels index with is always rebuilt, never read
+        (lambda h: h["attributes"].update(layers=[[2, 3, 0, 9, 0]]), "no attribute among"),
+    ],
+)
+def test_bad_network_state(edit, message, tmp_path):
+    path = tmp_path / "net.fbp"
+    save(Network((2, 3, 1), dtype=np.float32), path)
+    rewrite_header(path, edit)
+    with pytest.raises(ModelFileError, match=f"invalid state for fastbp.Network at Network .*{message}"):
+        load(path)
+
+
+# ---------------------------------------------------------------------------
+# Unsupported values at save time
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, where",
+    [
+        (object(), r"MLPClassifier\.extra_:"),
+        ([1, {"k": lambda: 0}], r"MLPClassifier\.extra_\[1\]\['k'\]"),
+        (np.array([{}], dtype=object), r"MLPClassifier\.extra_: object arrays may only hold"),
+        (np.zeros(2, dtype=[("a", "f8")]), r"MLPClassifier\.extra_: arrays of dtype"),
+        (np.ma.masked_array([1.0]), r"MLPClassifier\.extra_: values of type numpy.ma"),
+        (SkMLPClassifier(), r"MLPClassifier\.extra_: values of type sklearn"),
+    ],
+)
+def test_unsupported_value_raises_type_error_naming_it(value, where, tmp_path):
+    clf = MLPClassifier()
+    clf.extra_ = value
+    path = tmp_path / "model.fbp"
+    with pytest.raises(TypeError, match=where):
+        save(clf, path)
+    assert not path.exists()
+
+
+def test_cycles_are_refused(tmp_path):
+    clf = MLPClassifier()
+    clf.extra_ = []
+    clf.extra_.append(clf.extra_)
+    with pytest.raises(TypeError, match="nested deeper"):
+        save(clf, tmp_path / "model.fbp")
+
+
+@pytest.mark.parametrize(
+    "model", [LabelBinarizer(), SkMLPClassifier(), "model", type("Sub", (MLPClassifier,), {})()]
+)
+def test_only_fastbp_models_are_saved(model, tmp_path):
+    with pytest.raises(TypeError, match="fastbp.save saves"):
+        save(model, tmp_path / "model.fbp")
