@@ -1,0 +1,1 @@
+"""asv benchmarks of fastbp (the workloads of the speed issue); see ../README.md."""

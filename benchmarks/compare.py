@@ -1,0 +1,866 @@
+#!/usr/bin/env python
+"""Side-by-side comparison of fastbp with scikit-learn, PyTorch and JAX on the issue's workloads.
+
+Usage::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare.py \
+        [--workloads digits clf-medium ...] [--repeat 3] [--quick] [--json out.json]
+
+In ONE process, workload by workload, it runs fastbp, scikit-learn's MLP and,
+when importable, an equivalent PyTorch CPU loop and a JAX loop whose epoch is
+one ``jax.jit``-compiled ``lax.scan`` (``peers.py``). Every library first
+warms up (fastbp and Numba compile on a small slice of the same dtype and
+layout; JAX compiles ahead of time for the real shapes, timed and reported
+apart), then fits ``--repeat`` times; the median is reported.
+
+Also reported:
+
+* ratios: peer seconds / fastbp seconds (above 1: fastbp is faster);
+* training score of every library (accuracy or R^2 on the training data);
+* predict throughput of fastbp and scikit-learn (rows/s on the training X);
+* roofline: training FLOPs (``common.training_flops``: GEMM FLOPs only, so a
+  lower bound) divided by the best GEMM rate measured in this run for that
+  dtype (NumPy ``matmul`` and SciPy's BLAS ``?gemm`` at 2048 and 3072, best
+  of 3);
+* peak memory of fit, measured in a fresh subprocess per (library, workload):
+  after the warm-up, the kernel's peak-RSS counter is reset
+  (``/proc/self/clear_refs``) and ``VmHWM`` is read after one fit; the table
+  shows that peak minus the RSS just before the fit (and the absolute peak).
+  Where the counter cannot be reset, ``ru_maxrss`` is used instead and the
+  table says so. (``tracemalloc`` would miss Numba's, BLAS's and the peers'
+  native allocations.)
+* fastbp's first-fit overhead: in a fresh process with Numba's cache warm,
+  the first fit minus the second, per workload; and the cold compile of a
+  default fit (empty cache, both dtypes, classifier and regressor);
+* the BLAS libraries and kernels in use (threadpoolctl) and a warning when
+  ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` are set.
+
+Markdown goes to stdout, progress to stderr, everything to ``--json PATH``.
+"""
+
+import argparse
+import dataclasses
+import gc
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from benchmarks.common import WORKLOADS  # noqa: E402
+
+LIBRARIES = ["fastbp", "sklearn", "torch", "jax"]
+TORCH_THREADS = 2  # the machine has 2 cores; --torch-threads overrides
+QUICK_ROWS = 5000
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+# Targets of the issue: fit speed-up over scikit-learn, fastbp / roofline.
+SKLEARN_SPEEDUP_TARGETS = {
+    "digits": 4, "clf-medium": 4, "reg-wide": 2, "small-batch": 12,
+    "online": 200, "lbfgs": 10, "sparse": 3,
+}
+ROOFLINE_TARGETS = {"reg-wide": 1.5, "clf-medium": 2, "digits": 3}
+PREDICT_TARGETS = {"clf-medium": 2, "digits": 2}
+FIRST_FIT_OVERHEAD_TARGET = 0.5
+# Peak-RSS differences below this are page / malloc-arena noise.
+MEMORY_TOLERANCE_MIB = 1.0
+COLD_COMPILE_TARGET = 10.0
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+def get_workload(name, quick):
+    """The workload, or in ``--quick`` mode a cut-down one (<= 2 epochs, 20 L-BFGS iterations)."""
+    workload = WORKLOADS[name]
+    if not quick:
+        return workload
+    max_iter = 20 if workload.solver == "lbfgs" else min(workload.max_iter, 2)
+    return dataclasses.replace(workload, max_iter=max_iter)
+
+
+def get_data(name, quick):
+    X, y = common.workload_data(name)
+    if quick:
+        X, y = X[:QUICK_ROWS], y[:QUICK_ROWS]
+    return X, y
+
+
+def training_flops(name, workload, n_samples, n_passes=None):
+    passes = workload.max_iter if n_passes is None else n_passes
+    return passes * n_samples * common.flops_per_sample(name)
+
+
+# --------------------------------------------------------------------------- libraries
+
+
+class EstimatorRunner:
+    """fastbp or scikit-learn, through the estimator API."""
+
+    def __init__(self, library, workload):
+        if library == "fastbp":
+            import fastbp as module
+        else:
+            from sklearn import neural_network as module
+        self.module = module
+        self.workload = workload
+        self.compile_seconds = None
+
+    def warm_up(self, X, y):
+        common.warm_up(self.module, self.workload.name)
+
+    def fit(self, X, y):
+        self.model = common.fit(self.workload.make_estimator(self.module), X, y)
+        self.n_iter_ = self.model.n_iter_
+
+    def score(self, X, y):
+        return float(self.model.score(X, y))
+
+    def predict(self, X):
+        return self.model.predict(X)
+
+
+class PeerRunner:
+    """PyTorch or JAX (``peers.py``)."""
+
+    def __init__(self, library, workload):
+        import peers
+
+        if library == "torch":
+            import torch
+
+            torch.set_num_threads(torch_threads())
+        self.cls = peers.TorchMLP if library == "torch" else peers.JaxMLP
+        self.library = library
+        self.workload = workload
+        self.compile_seconds = None
+        self.peer = self.cls(workload)
+
+    def warm_up(self, X, y):
+        if self.library == "jax":
+            self.compile_seconds = self.peer.compile(X, y)
+        else:
+            small = dataclasses.replace(self.workload, max_iter=2 if self.workload.solver == "lbfgs" else 1)
+            Xs, ys = X[:256], y[:256]
+            self.cls(small).fit(Xs, ys)
+
+    def fit(self, X, y):
+        self.peer.fit(X, y)
+        self.n_iter_ = self.peer.n_iter_
+
+    def score(self, X, y):
+        return self.peer.score(X, y)
+
+
+def torch_threads():
+    return int(os.environ.get("FASTBP_BENCH_TORCH_THREADS", TORCH_THREADS))
+
+
+def importable(library):
+    try:
+        if library == "torch":
+            import torch  # noqa: F401
+        elif library == "jax":
+            import jax  # noqa: F401
+    except Exception as exc:  # any import failure only drops the optional peer
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def make_runner(library, workload):
+    if library in ("fastbp", "sklearn"):
+        return EstimatorRunner(library, workload)
+    return PeerRunner(library, workload)
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def ram_gib():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        return float("nan")
+
+
+def versions(libraries):
+    import numba
+    import scipy
+    import sklearn
+    import threadpoolctl
+
+    import fastbp
+
+    out = {
+        "python": platform.python_version(), "fastbp": fastbp.__version__,
+        "numpy": np.__version__, "scipy": scipy.__version__, "numba": numba.__version__,
+        "scikit-learn": sklearn.__version__, "threadpoolctl": threadpoolctl.__version__,
+    }
+    if "torch" in libraries:
+        import torch
+
+        out["torch"] = torch.__version__
+    if "jax" in libraries:
+        import jax
+        import jaxlib
+
+        out["jax"] = jax.__version__
+        out["jaxlib"] = jaxlib.__version__
+    return out
+
+
+def fastbp_source():
+    """Where fastbp was imported from, with its git commit when that is a checkout."""
+    import fastbp
+
+    path = Path(fastbp.__file__).resolve().parent
+    try:
+        git = ["git", "-C", str(path.parent)]
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", "fastbp", "kernels"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return str(path)
+    return f"{path} (git {commit}{', with uncommitted changes' if dirty else ''})"
+
+
+def _shipped_with(path):
+    """The installed package a shared library came with (the folder under site-packages)."""
+    parts = Path(path).parts
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts and parts.index(marker) + 1 < len(parts):
+            return parts[parts.index(marker) + 1]
+    return os.path.dirname(path)
+
+
+def blas_info(libraries):
+    """threadpoolctl's view of the loaded BLAS / OpenMP libraries, plus PyTorch's own BLAS."""
+    import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS, the one Numba calls)
+    import threadpoolctl
+
+    import fastbp  # noqa: F401
+
+    info = threadpoolctl.threadpool_info()
+    rows = [
+        {
+            "user_api": d.get("user_api"), "internal_api": d.get("internal_api"),
+            "library": os.path.basename(d.get("filepath", "")),
+            "shipped_with": _shipped_with(d.get("filepath", "")),
+            "version": d.get("version"),
+            "kernel": d.get("architecture"), "threads": d.get("num_threads"),
+            "threading_layer": d.get("threading_layer"),
+        }
+        for d in info
+    ]
+    torch_blas = None
+    if "torch" in libraries:
+        import torch
+
+        m = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+        cap = re.search(r"CPU capability usage: (\w+)", torch.__config__.show())
+        torch_blas = f"{m.group(1) if m else '?'} (statically linked), CPU capability {cap.group(1) if cap else '?'}"
+    return rows, torch_blas
+
+
+def gemm_rates(dtypes, quick):
+    """Best GFLOP/s of NumPy matmul and SciPy's BLAS gemm on square matrices, per dtype."""
+    from scipy.linalg import blas
+
+    sizes = (2048,) if quick else (2048, 3072)
+    repeats = 2 if quick else 3
+    rng = np.random.RandomState(0)
+    rates = {}
+    for dtype in dtypes:
+        best_np = best_sp = 0.0
+        gemm = blas.sgemm if dtype == "float32" else blas.dgemm
+        for n in sizes:
+            A = rng.standard_normal((n, n)).astype(dtype)
+            B = rng.standard_normal((n, n)).astype(dtype)
+            C = np.empty((n, n), dtype=dtype)
+            np.matmul(A, B, out=C)
+            for _ in range(repeats):
+                t = time.perf_counter()
+                np.matmul(A, B, out=C)
+                best_np = max(best_np, 2 * n**3 / (time.perf_counter() - t))
+            # A @ B as (B.T @ A.T).T: Fortran-ordered views, no copy
+            gemm(1.0, B.T, A.T)
+            for _ in range(repeats):
+                t = time.perf_counter()
+                gemm(1.0, B.T, A.T)
+                best_sp = max(best_sp, 2 * n**3 / (time.perf_counter() - t))
+        rates[dtype] = {"numpy": best_np / 1e9, "scipy": best_sp / 1e9, "best": max(best_np, best_sp) / 1e9}
+        log(f"GEMM {dtype}: numpy {best_np / 1e9:.1f} GFLOP/s, scipy {best_sp / 1e9:.1f} GFLOP/s")
+    return rates
+
+
+# --------------------------------------------------------------------------- in-process timing
+
+
+def time_library(library, name, workload, X, y, repeat):
+    runner = make_runner(library, workload)
+    t = time.perf_counter()
+    runner.warm_up(X, y)
+    warm_up_seconds = time.perf_counter() - t
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        t = time.perf_counter()
+        runner.fit(X, y)
+        times.append(time.perf_counter() - t)
+        log(f"  {name:12s} {library:8s} fit {times[-1]:9.3f} s")
+    result = {
+        "fit_seconds": statistics.median(times), "fit_all": times,
+        "warm_up_seconds": warm_up_seconds, "compile_seconds": runner.compile_seconds,
+        "score": runner.score(X, y), "n_iter": int(runner.n_iter_),
+    }
+    if library in ("fastbp", "sklearn"):
+        runner.predict(X)
+        ptimes = []
+        for _ in range(max(3, repeat)):
+            t = time.perf_counter()
+            runner.predict(X)
+            ptimes.append(time.perf_counter() - t)
+        result["predict_seconds"] = statistics.median(ptimes)
+        result["predict_rows_per_s"] = X.shape[0] / result["predict_seconds"]
+    return result
+
+
+# --------------------------------------------------------------------------- subprocess measurements
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        m = re.search(field + r":\s+(\d+)\s+kB", f.read())
+    return int(m.group(1)) if m else None
+
+
+def _reset_peak_rss():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def child_memory(library, name, quick):
+    workload = get_workload(name, quick)
+    X, y = get_data(name, quick)
+    runner = make_runner(library, workload)
+    runner.warm_up(X, y)
+    gc.collect()
+    rss_before = _status_kib("VmRSS")
+    if _reset_peak_rss() and _status_kib("VmHWM") is not None:
+        method = "VmHWM reset before fit"
+        runner.fit(X, y)
+        peak = _status_kib("VmHWM")
+    else:
+        method = "ru_maxrss since process start"
+        runner.fit(X, y)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"rss_before_mib": rss_before / 1024, "peak_mib": peak / 1024,
+            "delta_mib": (peak - rss_before) / 1024, "method": method}
+
+
+def kernel_sources_hash():
+    """fastbp's hash of its kernel sources (its Numba cache key), if it exposes one."""
+    import fastbp.kernels
+
+    return getattr(fastbp.kernels, "SOURCES_HASH", None)
+
+
+def child_startup(name, quick):
+    workload = get_workload(name, quick)
+    X, y = get_data(name, quick)
+    t = time.perf_counter()
+    import fastbp
+
+    import_seconds = time.perf_counter() - t
+    fits = []
+    for _ in range(2):
+        t = time.perf_counter()
+        common.fit(workload.make_estimator(fastbp), X, y)
+        fits.append(time.perf_counter() - t)
+    return {"import_seconds": import_seconds, "first_fit_seconds": fits[0],
+            "second_fit_seconds": fits[1], "overhead_seconds": fits[0] - fits[1],
+            "kernel_sources_hash": kernel_sources_hash()}
+
+
+def child_cold_compile():
+    """First minus second default fit with an empty kernel cache, per estimator and dtype."""
+    X, y = common.load_dataset("digits")
+    X, y = X[:300], y[:300]
+    y_reg = (y / 9.0)
+    t = time.perf_counter()
+    import fastbp
+
+    out = {"import_seconds": time.perf_counter() - t, "cache_dir": os.environ.get("FASTBP_CACHE_DIR")}
+    total = 0.0
+    for dtype in ("float64", "float32"):
+        Xd = X.astype(dtype)
+        for est_name, target in (("MLPClassifier", y), ("MLPRegressor", y_reg.astype(dtype))):
+            fits = []
+            for _ in range(2):
+                est = getattr(fastbp, est_name)(max_iter=5, random_state=0)
+                t = time.perf_counter()
+                common.fit(est, Xd, target)
+                est.predict(Xd)
+                fits.append(time.perf_counter() - t)
+            out[f"{est_name}-{dtype}"] = fits[0] - fits[1]
+            total += fits[0] - fits[1]
+    out["total_seconds"] = total
+    return out
+
+
+def run_child(args, extra_env=None):
+    """Run this script as a child measurement; return its JSON result (or an error)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *args]
+    env = dict(os.environ, **(extra_env or {}))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        return {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
+    return json.loads(lines[-1])
+
+
+def child_main(argv):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=["memory", "startup", "cold-compile"])
+    parser.add_argument("--library")
+    parser.add_argument("--workload")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    if args.kind == "memory":
+        result = child_memory(args.library, args.workload, args.quick)
+    elif args.kind == "startup":
+        result = child_startup(args.workload, args.quick)
+    else:
+        result = child_cold_compile()
+    print(json.dumps(result))
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt_s(x):
+    if x is None:
+        return "—"
+    if x >= 100:
+        return f"{x:.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    if x >= 1:
+        return f"{x:.2f}"
+    if x >= 0.01:
+        return f"{x:.3f}"
+    return f"{x:.2g}"
+
+
+def fmt_ratio(x):
+    if x is None:
+        return "—"
+    return f"{x:.1f}x" if x >= 10 else f"{x:.2f}x"
+
+
+def fmt_rate(x):
+    if x is None:
+        return "—"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f}k"
+    return f"{x:.0f}"
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def get(results, name, library, key):
+    r = results.get(name, {}).get(library)
+    if not r or "error" in r:
+        return None
+    return r.get(key)
+
+
+def ratio(results, name, library, key="fit_seconds"):
+    a, b = get(results, name, library, key), get(results, name, "fastbp", key)
+    return a / b if a is not None and b else None
+
+
+def report(run):
+    out = []
+    results = run["results"]
+    names = run["workloads"]
+    libraries = run["libraries"]
+    env = run["environment"]
+    out.append("# fastbp comparison: fastbp vs scikit-learn, PyTorch and JAX\n")
+    if run["quick"]:
+        out.append("**--quick run: cut-down workloads (first 5000 rows, <= 2 epochs, 20 L-BFGS "
+                   "iterations, 1 repeat); not comparable with the targets.**\n")
+    out.append(f"- command: `{run['command']}`")
+    out.append(f"- date: {run['date']}")
+    out.append(f"- machine: {env['cpu']}, {env['cores']} cores, {env['ram_gib']:.0f} GiB RAM, {env['os']}")
+    out.append(f"- load average (1 min) at start / end: {run['load_start']:.2f} / {run['load_end']:.2f}")
+    out.append("- versions: " + ", ".join(f"{k} {v}" for k, v in run["versions"].items()))
+    out.append(f"- fastbp imported from: {run['fastbp_source']} (kernel sources hash "
+               f"{run['kernel_sources_hash']})")
+    for lib, why in run["unavailable"].items():
+        out.append(f"- {lib}: not importable ({why}), left out")
+    out.append(f"- fits per library and workload: {run['repeat']} (median reported), after a warm-up")
+    out.append(f"- torch threads: {run['torch_threads']}")
+    ob = ", ".join(f"{k}={env['openblas_env'][k]!r}" for k in OPENBLAS_VARS if env["openblas_env"][k] is not None)
+    out.append(f"- OpenBLAS environment: {ob or 'OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset'}")
+    for w in run["warnings"]:
+        out.append(f"- **WARNING: {w}**")
+    out.append("")
+    out.append("## BLAS in use (threadpoolctl)\n")
+    out.append(table(
+        ["user_api", "internal_api", "library", "shipped in", "version", "kernel", "threads", "threading"],
+        [[b["user_api"], b["internal_api"], b["library"], b["shipped_with"], b["version"], b["kernel"],
+          b["threads"], b["threading_layer"]] for b in run["blas"]],
+    ))
+    if run["torch_blas"]:
+        out.append(f"\nPyTorch BLAS: {run['torch_blas']}.")
+    out.append("\nBest GEMM rate measured in this run (square matrices, best of a few; "
+               "NumPy's and SciPy's OpenBLAS are separate libraries, Numba calls SciPy's):\n")
+    out.append(table(
+        ["dtype", "NumPy matmul GFLOP/s", "SciPy ?gemm GFLOP/s", "roofline rate"],
+        [[d, f"{r['numpy']:.1f}", f"{r['scipy']:.1f}", f"{r['best']:.1f}"] for d, r in run["gemm"].items()],
+    ))
+
+    # fit times
+    out.append("\n## Fit time (seconds, median)\n")
+    out.append("Speed-up = peer seconds / fastbp seconds (above 1: fastbp is faster). "
+               "JAX's compile time is excluded from its fit and shown apart. "
+               "Roofline = training FLOPs / best GEMM rate for the dtype.\n")
+    header = ["workload", "dtype"] + [lib for lib in libraries]
+    if "jax" in libraries:
+        header.append("jax compile")
+    header += [f"vs {lib}" for lib in libraries if lib != "fastbp"]
+    header += ["GFLOP", "roofline s", "fastbp / roofline"]
+    rows = []
+    for name in names:
+        wl = get_workload(name, run["quick"])
+        row = [name, wl.dtype]
+        for lib in libraries:
+            r = results[name].get(lib, {})
+            row.append("error" if "error" in r else fmt_s(r.get("fit_seconds")))
+        if "jax" in libraries:
+            row.append(fmt_s(get(results, name, "jax", "compile_seconds")))
+        row += [fmt_ratio(ratio(results, name, lib)) for lib in libraries if lib != "fastbp"]
+        roof = results[name].get("roofline", {})
+        row += [f"{roof.get('gflop', 0):.3g}", fmt_s(roof.get("seconds")), fmt_ratio(roof.get("fastbp_ratio"))]
+        rows.append(row)
+    out.append(table(header, rows))
+
+    # scores
+    out.append("\n## Training score (accuracy for classifiers, R² for regressors)\n")
+    rows = []
+    for name in names:
+        wl = get_workload(name, run["quick"])
+        row = [name, "accuracy" if wl.is_classifier else "R²"]
+        for lib in libraries:
+            s = get(results, name, lib, "score")
+            row.append("—" if s is None else f"{s:.4f}")
+        row.append(str(get(results, name, "fastbp", "n_iter")))
+        rows.append(row)
+    out.append(table(["workload", "metric", *libraries, "fastbp n_iter_"], rows))
+
+    # predict
+    if "sklearn" in libraries:
+        out.append("\n## Predict throughput (rows/s, predict on the training X, median)\n")
+        rows = []
+        for name in names:
+            f = get(results, name, "fastbp", "predict_rows_per_s")
+            s = get(results, name, "sklearn", "predict_rows_per_s")
+            rows.append([name, fmt_rate(f), fmt_rate(s), fmt_ratio(f / s if f and s else None)])
+        out.append(table(["workload", "fastbp", "sklearn", "fastbp / sklearn"], rows))
+
+    # memory
+    if run.get("memory"):
+        methods = {m.get("method") for per in run["memory"].values() for m in per.values() if "method" in m}
+        out.append("\n## Peak memory of fit (MiB)\n")
+        out.append("One fresh subprocess per (library, workload): data loaded, warm-up done, then "
+                   f"one fit. Method: {', '.join(sorted(methods)) or '—'}. Each cell: peak RSS during "
+                   "the fit minus RSS just before it (absolute peak RSS in parentheses; the absolute figures "
+                   "include each library's import: Numba/LLVM, PyTorch, XLA).\n")
+        rows = []
+        for name in names:
+            row = [name]
+            for lib in libraries:
+                m = run["memory"].get(name, {}).get(lib)
+                if not m:
+                    row.append("—")
+                elif "error" in m:
+                    row.append("error")
+                else:
+                    row.append(f"{m['delta_mib']:.1f} ({m['peak_mib']:.0f})")
+            f = run["memory"].get(name, {}).get("fastbp", {})
+            s = run["memory"].get(name, {}).get("sklearn", {})
+            if "delta_mib" in f and "delta_mib" in s and s["delta_mib"] >= MEMORY_TOLERANCE_MIB:
+                row.append(f"{f['delta_mib'] / s['delta_mib']:.2f}")
+            else:
+                row.append("—")
+            rows.append(row)
+        out.append(table(["workload", *libraries, "fastbp Δ / sklearn Δ"], rows))
+
+    # start-up
+    if run.get("startup"):
+        out.append("\n## fastbp start-up (fresh process, Numba cache warm)\n")
+        rows = []
+        for name in names:
+            s = run["startup"].get(name, {})
+            if "error" in s:
+                rows.append([name, "error", "", "", s["error"][:80]])
+                continue
+            rows.append([name, fmt_s(s.get("import_seconds")), fmt_s(s.get("first_fit_seconds")),
+                         fmt_s(s.get("second_fit_seconds")),
+                         fmt_s(s.get("overhead_seconds")) + (" (sources changed: cold)" if s.get("stale") else "")])
+        out.append(table(["workload", "import fastbp s", "first fit s", "second fit s",
+                          "first-fit overhead s"], rows))
+    cold = run.get("cold_compile")
+    if cold:
+        out.append("\nCold compile (empty kernel cache, default `MLPClassifier` / `MLPRegressor` "
+                   "fit + predict, 5 epochs on 300 digits rows; first minus second fit): ")
+        if "error" in cold:
+            out[-1] += f"error: {cold['error']}"
+        else:
+            parts = [f"{k} {v:.2f} s" for k, v in cold.items() if k.startswith("MLP")]
+            out[-1] += (", ".join(parts) + f"; **total {cold['total_seconds']:.2f} s** "
+                        f"(import fastbp {cold['import_seconds']:.2f} s).")
+
+    out.append("\n## Targets of the issue\n")
+    if run["quick"]:
+        out.append("(--quick run: the check below is indicative only.)\n")
+    out.append(table(["target", "goal", "measured", "met"], targets(run)))
+    return "\n".join(out) + "\n"
+
+
+def targets(run):
+    results = run["results"]
+    names = run["workloads"]
+    rows = []
+
+    def add(label, goal, value, ok, fmt=fmt_ratio):
+        rows.append([label, goal, "—" if value is None else fmt(value),
+                     "—" if value is None else ("yes" if ok else "**no**")])
+
+    for name, goal in SKLEARN_SPEEDUP_TARGETS.items():
+        if name in names:
+            r = ratio(results, name, "sklearn")
+            add(f"fit {name} vs sklearn", f">= {goal}x", r, r is not None and r >= goal)
+    for lib in ("torch", "jax"):
+        if lib in run["libraries"]:
+            for name in names:
+                r = ratio(results, name, lib)
+                add(f"fit {name} vs {lib}", "> 1x", r, r is not None and r > 1)
+    for name, goal in ROOFLINE_TARGETS.items():
+        if name in names:
+            r = results[name].get("roofline", {}).get("fastbp_ratio")
+            add(f"fit {name} / roofline", f"<= {goal}x", r, r is not None and r <= goal)
+    for name, goal in PREDICT_TARGETS.items():
+        if name in names:
+            r = ratio(results, name, "sklearn", "predict_seconds")
+            add(f"predict {name} vs sklearn", f">= {goal}x", r, r is not None and r >= goal)
+    for name in names:
+        m = run.get("memory", {}).get(name, {})
+        f, s = m.get("fastbp", {}), m.get("sklearn", {})
+        if "delta_mib" in f and "delta_mib" in s:
+            add(f"fit peak memory {name}", f"Δ <= sklearn's Δ (+{MEMORY_TOLERANCE_MIB:.0f} MiB noise)",
+                f"{f['delta_mib']:.1f} vs {s['delta_mib']:.1f} MiB",
+                f["delta_mib"] <= s["delta_mib"] + MEMORY_TOLERANCE_MIB, fmt=str)
+    overheads = [s["overhead_seconds"] for s in run.get("startup", {}).values()
+                 if "overhead_seconds" in s and not s.get("stale")]
+    if overheads:
+        worst = max(overheads)
+        add("first fit - second fit (worst workload)", f"<= {FIRST_FIT_OVERHEAD_TARGET} s", worst,
+            worst <= FIRST_FIT_OVERHEAD_TARGET, fmt=lambda v: f"{v:.2f} s")
+    cold = run.get("cold_compile") or {}
+    if "total_seconds" in cold:
+        add("cold compile of a default fit", f"<= {COLD_COMPILE_TARGET:.0f} s", cold["total_seconds"],
+            cold["total_seconds"] <= COLD_COMPILE_TARGET, fmt=lambda v: f"{v:.2f} s")
+    return rows
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS),
+                        help="workloads to run (default: all)")
+    parser.add_argument("--libraries", nargs="+", choices=LIBRARIES, default=LIBRARIES,
+                        help="libraries to run (default: all importable)")
+    parser.add_argument("--repeat", type=int, default=None, help="fits per library and workload (default 3, 1 with --quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help="cut-down workloads (5000 rows, <= 2 epochs) to check that everything runs")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--no-startup", action="store_true",
+                        help="skip the first-fit overhead and cold-compile subprocesses")
+    parser.add_argument("--torch-threads", type=int, default=TORCH_THREADS,
+                        help=f"torch.set_num_threads (default {TORCH_THREADS})")
+    parser.add_argument("--json", metavar="PATH", help="also write every measurement as JSON")
+    args = parser.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--child":
+        return child_main(argv[1:])
+    args = parse_args(argv)
+    warnings.simplefilter("ignore")
+    os.environ["FASTBP_BENCH_TORCH_THREADS"] = str(args.torch_threads)  # children inherit it
+
+    run_warnings = []
+    openblas_env = {k: os.environ.get(k) for k in OPENBLAS_VARS}
+    if openblas_env["OPENBLAS_CORETYPE"] is not None:
+        run_warnings.append(
+            f"OPENBLAS_CORETYPE={openblas_env['OPENBLAS_CORETYPE']!r} is set: OpenBLAS is forced onto "
+            "that kernel; run with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` for real numbers")
+    if openblas_env["OPENBLAS_L2_SIZE"] is not None:
+        run_warnings.append(f"OPENBLAS_L2_SIZE={openblas_env['OPENBLAS_L2_SIZE']!r} is set")
+    load_start = os.getloadavg()[0]
+    if load_start > 0.5:
+        run_warnings.append(f"the machine was busy at the start (1-min load average {load_start:.2f} "
+                            f"on {os.cpu_count()} cores): timings are inflated and noisy")
+    for w in run_warnings:
+        log("WARNING:", w)
+
+    unavailable = {}
+    libraries = []
+    for lib in args.libraries:
+        why = importable(lib)
+        if why:
+            unavailable[lib] = why
+            log(f"{lib} not importable ({why}): left out")
+        else:
+            libraries.append(lib)
+    if "torch" in libraries:
+        import torch
+
+        torch.set_num_threads(torch_threads())
+    if "jax" in libraries:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+
+    blas, torch_blas = blas_info(libraries)
+    for b in blas:
+        log(f"BLAS/threads: {b}")
+    if torch_blas:
+        log(f"PyTorch BLAS: {torch_blas}")
+
+    run = {
+        "command": " ".join(shlex.quote(a) for a in ["python", os.path.relpath(__file__), *argv]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "quick": args.quick, "repeat": args.repeat, "workloads": args.workloads,
+        "libraries": libraries, "unavailable": unavailable,
+        "environment": {
+            "cpu": cpu_model(), "cores": os.cpu_count(), "ram_gib": ram_gib(),
+            "os": f"{platform.system()} {platform.release()}", "openblas_env": openblas_env,
+        },
+        "versions": versions(libraries), "blas": blas, "torch_blas": torch_blas,
+        "warnings": run_warnings, "load_start": load_start,
+        "kernel_sources_hash": kernel_sources_hash(), "torch_threads": torch_threads(),
+        "fastbp_source": fastbp_source(),
+    }
+
+    dtypes = sorted({WORKLOADS[n].dtype for n in args.workloads})
+    run["gemm"] = gemm_rates(dtypes, args.quick)
+
+    results = {}
+    for name in args.workloads:
+        workload = get_workload(name, args.quick)
+        X, y = get_data(name, args.quick)
+        log(f"{name}: X {X.shape} {X.dtype} {'CSR' if sp.issparse(X) else 'dense'}, "
+            f"{workload.solver}, {workload.max_iter} {'iterations' if workload.solver == 'lbfgs' else 'epochs'}")
+        results[name] = {}
+        for lib in libraries:
+            try:
+                results[name][lib] = time_library(lib, name, workload, X, y, args.repeat)
+            except Exception as exc:  # report and go on with the other libraries
+                traceback.print_exc()
+                results[name][lib] = {"error": f"{type(exc).__name__}: {exc}"}
+            gc.collect()
+        n_passes = get(results, name, "fastbp", "n_iter") if workload.solver == "lbfgs" else None
+        flops = training_flops(name, workload, X.shape[0], n_passes)
+        seconds = flops / (run["gemm"][workload.dtype]["best"] * 1e9)
+        fb = get(results, name, "fastbp", "fit_seconds")
+        results[name]["roofline"] = {"gflop": flops / 1e9, "seconds": seconds,
+                                     "fastbp_ratio": fb / seconds if fb else None}
+    run["results"] = results
+
+    quick_flag = ["--quick"] if args.quick else []
+    if not args.no_memory:
+        run["memory"] = {}
+        for name in args.workloads:
+            run["memory"][name] = {}
+            for lib in libraries:
+                m = run_child(["memory", "--library", lib, "--workload", name, *quick_flag])
+                run["memory"][name][lib] = m
+                log(f"  {name:12s} {lib:8s} memory {m}")
+    if not args.no_startup and "fastbp" in libraries:
+        run["startup"] = {}
+        for name in args.workloads:
+            s = run_child(["startup", "--workload", name, *quick_flag])
+            if "error" not in s and s.get("kernel_sources_hash") != run["kernel_sources_hash"]:
+                s["stale"] = True
+                run["warnings"].append(
+                    f"fastbp's kernel sources changed during the run (start-up of {name}): "
+                    "its first fit recompiled, so that row is not a warm-cache figure")
+            run["startup"][name] = s
+            log(f"  {name:12s} startup {s}")
+        with tempfile.TemporaryDirectory(prefix="fastbp-cold-cache-") as cache:
+            run["cold_compile"] = run_child(["cold-compile"], {"FASTBP_CACHE_DIR": cache})
+        log(f"  cold compile {run['cold_compile']}")
+
+    run["load_end"] = os.getloadavg()[0]
+    text = report(run)
+    sys.stdout.write(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(run, f, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
