@@ -114,20 +114,34 @@ class _KernelCache(FunctionCache):
     _impl_class = _KernelCacheImpl
 
 
-def jit(func):
+# Fast-math flags for floating-point REDUCTIONS only (sums of squares): "reassoc"
+# lets LLVM vectorise a running sum, at the price of summing in another order.
+# Never "nnan"/"ninf": with them np.isnan silently becomes False.
+REASSOCIATE = frozenset({"reassoc"})
+
+
+def jit(func=None, *, fastmath=False):
     """Compile ``func`` in nopython mode with the house options and cache.
+
+    Use as ``@jit``, or as ``@jit(fastmath=REASSOCIATE)`` for a reduction
+    that should vectorise.
 
     Parameters
     ----------
     func : callable
         A pure function on arrays and scalars.
+    fastmath : bool or frozenset of str, default=False
+        LLVM fast-math flags; only :data:`REASSOCIATE` is used here.
 
     Returns
     -------
     dispatcher : numba Dispatcher
         The compiled function, cached on disk when a location is writable.
     """
-    dispatcher = numba.njit(**_JIT_OPTIONS)(func)
+    if func is None:
+        return lambda f: jit(f, fastmath=fastmath)
+    options = dict(_JIT_OPTIONS, fastmath=set(fastmath) if fastmath else False)
+    dispatcher = numba.njit(**options)(func)
     if CACHE_DIR is not None:
         dispatcher._cache = _KernelCache(func)
     return dispatcher

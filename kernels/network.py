@@ -20,7 +20,7 @@ BACKGROUND.md, with rows as samples:
 
 import numpy as np
 
-from ._jit import jit
+from ._jit import REASSOCIATE, jit
 from .activations import IDENTITY, add_bias_and_activate, multiply_by_derivative
 
 FAN_IN = 0
@@ -237,10 +237,13 @@ def finalize_gradient(grads, params, layers, alpha, weight_sum, fit_intercepts):
 @jit
 def squared_coef_norm(params, layers):
     """Sum of squared weights (intercepts are not penalised), in float64."""
+    return squared_sum(params, layers[0, INTERCEPT_OFFSET])
+
+
+@jit(fastmath=REASSOCIATE)  # a vectorised sum: the order of its terms may change
+def squared_sum(values, n):
+    """``sum(values[:n] ** 2)`` in float64 (the weights come first in the flat buffer)."""
     total = 0.0
-    for l in range(layers.shape[0]):
-        start = layers[l, COEF_OFFSET]
-        stop = start + layers[l, FAN_IN] * layers[l, FAN_OUT]
-        for k in range(start, stop):
-            total += np.float64(params[k]) * params[k]
+    for k in range(n):
+        total += np.float64(values[k]) * values[k]
     return total

@@ -10,14 +10,15 @@ scikit-learn's ``SGDOptimizer`` and ``AdamOptimizer``:
 ``sgd_step`` / ``adam_step`` take a finished gradient. The training loop uses
 ``sgd_update`` / ``adam_update`` instead, which take the RAW back-propagated
 sums and finish the gradient on the fly -- ``(dW + alpha W) / S`` for the
-weights (the first ``n_coefs`` entries), ``db / S`` for the intercepts -- while
-also summing ``||W||^2`` for the loss: one pass over the parameters per batch
-instead of three.
+weights (the first ``n_coefs`` entries), ``db / S`` for the intercepts -- and
+return ``||W||^2`` (a vectorised sum) for the loss: two passes over the
+parameters per batch instead of four.
 """
 
 import numpy as np
 
 from ._jit import jit
+from .network import squared_sum
 
 SGD = 0
 ADAM = 1
@@ -112,11 +113,9 @@ def sgd_update(params, raw_grads, velocity, learning_rate, momentum, nesterov,
     penalty : float
         Sum of squared weights before the step, in float64.
     """
-    penalty = 0.0
+    penalty = squared_sum(params, n_coefs)
     for k in range(n_coefs):
-        w = params[k]
-        penalty += np.float64(w) * w
-        g = (raw_grads[k] + alpha * w) / weight_sum
+        g = (raw_grads[k] + alpha * params[k]) / weight_sum
         _sgd_element(params, velocity, k, g, learning_rate, momentum, nesterov)
     if fit_intercepts:
         for k in range(n_coefs, params.shape[0]):
@@ -135,11 +134,9 @@ def adam_update(params, raw_grads, first_moment, second_moment, step, learning_r
     Arguments are those of :func:`adam_step` and :func:`sgd_update`.
     """
     lr_t, b1, b2, c1, c2, eps = _adam_rates(params, step, learning_rate, beta_1, beta_2, epsilon)
-    penalty = 0.0
+    penalty = squared_sum(params, n_coefs)
     for k in range(n_coefs):
-        w = params[k]
-        penalty += np.float64(w) * w
-        g = (raw_grads[k] + alpha * w) / weight_sum
+        g = (raw_grads[k] + alpha * params[k]) / weight_sum
         _adam_element(params, first_moment, second_moment, k, g, lr_t, b1, b2, c1, c2, eps)
     if fit_intercepts:
         for k in range(n_coefs, params.shape[0]):
