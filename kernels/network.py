@@ -30,28 +30,6 @@ INTERCEPT_OFFSET = 3
 ACTIVATION = 4
 
 
-# Below this many multiply-adds a product runs as a plain compiled loop: a
-# BLAS call costs more than the work (mini-batches of one row, tiny layers).
-SMALL_PRODUCT = 4096
-
-
-@jit
-def dot(A, B, out):
-    """``out = A @ B`` for 2-D arrays of any layout; BLAS for all but tiny products."""
-    n_rows, n_inner = A.shape
-    n_cols = B.shape[1]
-    if n_rows * n_inner * n_cols > SMALL_PRODUCT:
-        np.dot(A, B, out)
-        return
-    for i in range(n_rows):
-        for j in range(n_cols):
-            out[i, j] = 0
-        for p in range(n_inner):
-            a = A[i, p]
-            for j in range(n_cols):
-                out[i, j] += a * B[p, j]
-
-
 @jit
 def coef_view(params, layers, l):
     """Weights ``W[l]`` as a (fan_in, fan_out) view of the flat buffer."""
@@ -153,11 +131,11 @@ def forward_recording(Xb, data, indices, indptr, rows, sparse, params, layers, a
         Z = unit_view(acts, layers, l, capacity, n_rows)
         W = coef_view(params, layers, l)
         if l > 0:
-            dot(A, W, Z)
+            np.dot(A, W, Z)
         elif sparse:
             csr_rows_dot(data, indices, indptr, rows, W, Z)
         else:
-            dot(Xb, W, Z)
+            np.dot(Xb, W, Z)
         bias = intercept_view(params, layers, l)
         if record:
             Z_saved = unit_view(zs, layers, l, capacity, n_rows)
@@ -197,11 +175,11 @@ def backward_recording(
         delta = unit_view(deltas, layers, l, capacity, n_rows)
         grad_W = coef_view(grads, layers, l)
         if l > 0:
-            dot(unit_view(acts, layers, l - 1, capacity, n_rows).T, delta, grad_W)
+            np.dot(unit_view(acts, layers, l - 1, capacity, n_rows).T, delta, grad_W)
         elif sparse:
             csr_rows_transpose_dot(data, indices, indptr, rows, delta, grad_W)
         else:
-            dot(Xb.T, delta, grad_W)
+            np.dot(Xb.T, delta, grad_W)
         grad_b = intercept_view(grads, layers, l)
         grad_b[:] = 0
         for i in range(n_rows):
@@ -209,7 +187,7 @@ def backward_recording(
                 grad_b[j] += delta[i, j]
         if l > 0:
             delta_prev = unit_view(deltas, layers, l - 1, capacity, n_rows)
-            dot(delta, coef_view(params, layers, l).T, delta_prev)
+            np.dot(delta, coef_view(params, layers, l).T, delta_prev)
             if record:
                 unit_view(dAs, layers, l - 1, capacity, n_rows)[:, :] = delta_prev
             A_prev = unit_view(acts, layers, l - 1, capacity, n_rows)
