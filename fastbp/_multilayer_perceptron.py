@@ -56,6 +56,10 @@ _STOPPING_STATE = (
     "_no_improvement_count",
     "_best_params",
 )
+# The network and its views: restored by reference, with the weights copied back.
+_LIVE_STATE = ("_network", "coefs_", "intercepts_")
+# scikit-learn's callback machinery keeps its own state on the estimator.
+_CALLBACK_STATE_PREFIXES = ("_skl_callbacks", "_callback_fit_ctx", "_parent_callback_ctx")
 # Attributes an epoch changes (with the weights and the optimizer state).
 _EPOCH_STATE = ("n_iter_", "t_", "loss_") + _STOPPING_STATE
 
@@ -109,8 +113,8 @@ def _combine_weights(sample_weight, class_weights, dtype):
     return class_weights if sample_weight is None else sample_weight * class_weights
 
 
-def _diverged(estimator, loss):
-    """The error raised when an epoch ends with a non-finite loss or weights."""
+def _diverged(estimator, loss, where):
+    """The error raised when training ends ``where`` with a non-finite loss or weights."""
     finite_weights = np.isfinite(estimator._network.params).all()
     what = (
         f"the training loss became {loss}" if finite_weights
@@ -118,9 +122,9 @@ def _diverged(estimator, loss):
     )
     return ValueError(
         f"{what[0].upper()}{what[1:]}. The input data may contain large values and need "
-        f"to be preprocessed. Training diverged in epoch {estimator.n_iter_ + 1} and "
-        "stopped; the model was left as it was before this call. Try scaling X (e.g. "
-        "StandardScaler), a smaller learning_rate_init or a larger alpha."
+        f"to be preprocessed. Training diverged {where} and stopped; the model was left as "
+        "it was before this call. Try scaling X (e.g. StandardScaler), a smaller "
+        "learning_rate_init or a larger alpha."
     )
 
 
@@ -167,11 +171,11 @@ class _EpochCallbacks:
         """Run the end-of-epoch hooks; True when a callback asks to stop."""
         if self.context is None:
             return False
-        stop = self.epoch.call_on_fit_task_end(
+        epoch, self.epoch = self.epoch, None  # ended once, even if a hook raises
+        stop = epoch.call_on_fit_task_end(
             estimator=self.estimator, X=self.X, y=self.y,
             reconstruction_attributes=self._fitted_attributes,
         )
-        self.epoch = None
         return bool(stop)
 
     def close(self):
@@ -366,10 +370,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         return coef_init, intercept_init
 
     def _fit(self, X, y, sample_weight=None, incremental=False, X_val=None, y_val=None,
-             sample_weight_val=None):
+             sample_weight_val=None, classes=None):
         """Fit, leaving the estimator exactly as it was if anything fails."""
         saved = self._save_state()
         try:
+            if incremental:
+                self._start_partial_fit(y, classes)
             with kernel_threads():
                 return self._fit_unguarded(
                     X, y, sample_weight, incremental, X_val, y_val, sample_weight_val
@@ -379,19 +385,33 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             raise
 
     def _save_state(self):
-        """Copies of everything a fit may change, for :meth:`_restore_state`."""
+        """Copies of the fitted state a fit may change, for :meth:`_restore_state`.
+
+        Constructor parameters and scikit-learn's callback bookkeeping are
+        not fitted state: they stay the user's objects, untouched.
+        """
         network = getattr(self, "_network", None)
-        live = ("_network", "coefs_", "intercepts_")
         return {
-            "objects": dict(self.__dict__),
-            "values": copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in live}),
+            "live": {k: self.__dict__[k] for k in _LIVE_STATE if k in self.__dict__},
+            "values": copy.deepcopy(
+                {k: v for k, v in self.__dict__.items() if self._is_fitted_state(k)}
+            ),
             "params": None if network is None else network.params.copy(),
         }
 
+    def _is_fitted_state(self, name):
+        return (
+            name not in _LIVE_STATE
+            and name not in self._parameter_constraints
+            and name not in ("loss", "class_weight")
+            and not name.startswith(_CALLBACK_STATE_PREFIXES)
+        )
+
     def _restore_state(self, saved):
-        """Put back the attributes (and weights, in place) saved by :meth:`_save_state`."""
-        self.__dict__.clear()
-        self.__dict__.update(saved["objects"])
+        """Put back the fitted state (and weights, in place) saved by :meth:`_save_state`."""
+        for name in [k for k in self.__dict__ if self._is_fitted_state(k) or k in _LIVE_STATE]:
+            del self.__dict__[name]
+        self.__dict__.update(saved["live"])
         self.__dict__.update(saved["values"])
         if saved["params"] is not None:
             self._network.params[:] = saved["params"]
@@ -497,6 +517,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             jac=True,
             options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol, **extra},
         )
+        if not np.isfinite(opt_res.fun):
+            raise _diverged(self, opt_res.fun, "in L-BFGS")
         self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
         self.loss_ = opt_res.fun
         network.params[:] = opt_res.x
@@ -587,7 +609,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                 )
                 loss = loss_sum / n_samples
                 if not (np.isfinite(loss) and np.isfinite(network.params).all()):
-                    raise _diverged(self, loss)
+                    raise _diverged(self, loss, f"in epoch {self.n_iter_ + 1}")
                 self.n_iter_ += 1
                 self.loss_ = loss
                 self.t_ += n_samples
@@ -646,7 +668,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                 optimizer.step_counter.copy(),
                 optimizer.learning_rate,
             ),
-            "attributes": {name: copy.copy(getattr(self, name, None)) for name in _EPOCH_STATE},
+            "attributes": {
+                name: copy.copy(self.__dict__[name]) for name in _EPOCH_STATE if name in self.__dict__
+            },
         }
 
     def _rollback(self, checkpoint):
@@ -658,8 +682,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         optimizer.state_b[:] = state_b
         optimizer.step_counter[:] = step_counter
         optimizer.learning_rate = learning_rate
-        for name, value in checkpoint["attributes"].items():
-            setattr(self, name, value)
+        for name in _EPOCH_STATE:
+            self.__dict__.pop(name, None)
+        self.__dict__.update(checkpoint["attributes"])
 
     def _reset_stopping_state(self, network, has_validation):
         """Make the stopping state fit this call of a stochastic solver.
@@ -774,6 +799,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             X, y, sample_weight=sample_weight, incremental=False,
             X_val=X_val, y_val=y_val, sample_weight_val=sample_weight_val,
         )
+
+    def _start_partial_fit(self, y, classes):
+        """Nothing to set up before a regressor's partial_fit."""
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:
@@ -1111,13 +1139,16 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         self : object
             Trained MLP model.
         """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True, classes=classes)
+
+    def _start_partial_fit(self, y, classes):
+        """Set up the labels on the first partial_fit call (checked on later ones)."""
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
                 self._label_binarizer.fit(y)
             else:
                 self._label_binarizer.fit(classes)
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def predict_log_proba(self, X):
         """Return the log of probability estimates.

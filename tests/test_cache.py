@@ -77,7 +77,7 @@ def test_second_process_loads_kernels_from_cache(tmp_path):
 
 def test_edited_kernel_file_never_runs_stale_code(tmp_path):
     # numba issue 1833: an edit to a callee in another file does not invalidate
-    # the caller's cache. Here the callee (squared_coef_norm, network.py) is
+    # the caller's cache. Here the callee (squared_sum, network.py) is
     # edited and the caller (loss_and_gradient, training.py) must see it.
     package = _copy_package(tmp_path / "site")
     env = {"FASTBP_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path / "site")}
@@ -99,8 +99,8 @@ def test_edited_kernel_file_never_runs_stale_code(tmp_path):
     network_py = package / "kernels" / "network.py"
     source = network_py.read_text()
     edited = source.replace(
-        "total += np.float64(params[k]) * params[k]",
-        "total += 2.0 * np.float64(params[k]) * params[k]",
+        "total += np.float64(values[k]) * values[k]",
+        "total += 2.0 * np.float64(values[k]) * values[k]",
     )
     assert edited != source
     network_py.write_text(edited)
