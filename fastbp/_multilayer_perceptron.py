@@ -34,7 +34,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import kernels
-from ._network import KernelInput, Network, Workspace, check_memory
+from ._network import KernelInput, Network, Workspace, check_memory, chunk_rows
 from ._solvers import StochasticOptimizer, run_epoch
 from ._threads import kernel_threads
 
@@ -376,10 +376,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         try:
             if incremental:
                 self._start_partial_fit(y, classes)
-            with kernel_threads():
-                return self._fit_unguarded(
-                    X, y, sample_weight, incremental, X_val, y_val, sample_weight_val
-                )
+            return self._fit_unguarded(
+                X, y, sample_weight, incremental, X_val, y_val, sample_weight_val
+            )
         except BaseException:
             self._restore_state(saved)
             raise
@@ -510,13 +509,14 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
 
         iprint = 1 if (self.verbose is True or self.verbose >= 1) else -1
         extra = {} if sp_version >= parse_version("1.15") else {"iprint": iprint}
-        opt_res = scipy.optimize.minimize(
-            loss_grad,
-            network.params.astype(np.float64),
-            method="L-BFGS-B",
-            jac=True,
-            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol, **extra},
-        )
+        with kernel_threads(work.capacity, network.layer_units):
+            opt_res = scipy.optimize.minimize(
+                loss_grad,
+                network.params.astype(np.float64),
+                method="L-BFGS-B",
+                jac=True,
+                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol, **extra},
+            )
         if not np.isfinite(opt_res.fun):
             raise _diverged(self, opt_res.fun, "in L-BFGS")
         self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
@@ -596,63 +596,64 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
 
         self.n_iter_ = 0
         checkpoint = None
-        try:
-            for _ in range(self.max_iter):
-                checkpoint = self._checkpoint()
-                if self.shuffle:
-                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
-                order = sample_idx if train_rows is None else train_rows[sample_idx]
-                callbacks.epoch_begins()
-                loss_sum = run_epoch(
-                    network, X_input, Y, weights, np.ascontiguousarray(order, dtype=np.int64),
-                    batch_size, work, self._optimizer, self.alpha, loss_scale,
-                )
-                loss = loss_sum / n_samples
-                if not (np.isfinite(loss) and np.isfinite(network.params).all()):
-                    raise _diverged(self, loss, f"in epoch {self.n_iter_ + 1}")
-                self.n_iter_ += 1
-                self.loss_ = loss
-                self.t_ += n_samples
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-
-                self._update_no_improvement_count(early_stopping, validation, network)
-                self._optimizer.iteration_ends(self.t_)
-
-                stop = False
-                if self._no_improvement_count > self.n_iter_no_change:
-                    if early_stopping:
-                        watched = "loss" if self.early_stopping_metric == "loss" else "score"
-                        msg = (
-                            "Validation %s did not improve more than "
-                            "tol=%f for %d consecutive epochs."
-                            % (watched, self.tol, self.n_iter_no_change)
-                        )
-                    else:
-                        msg = (
-                            "Training loss did not improve more than tol=%f"
-                            " for %d consecutive epochs." % (self.tol, self.n_iter_no_change)
-                        )
-                    stop = self._optimizer.trigger_stopping(msg, self.verbose)
-                    if not stop:
-                        self._no_improvement_count = 0
-                checkpoint = None  # the epoch is complete
-                if callbacks.epoch_ends() or stop or incremental:
-                    break
-
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn(
-                        "Stochastic Optimizer: Maximum iterations (%d) "
-                        "reached and the optimization hasn't converged yet." % self.max_iter,
-                        ConvergenceWarning,
+        with kernel_threads(batch_size, network.layer_units):
+            try:
+                for _ in range(self.max_iter):
+                    checkpoint = self._checkpoint()
+                    if self.shuffle:
+                        sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                    order = sample_idx if train_rows is None else train_rows[sample_idx]
+                    callbacks.epoch_begins()
+                    loss_sum = run_epoch(
+                        network, X_input, Y, weights, np.ascontiguousarray(order, dtype=np.int64),
+                        batch_size, work, self._optimizer, self.alpha, loss_scale,
                     )
-        except KeyboardInterrupt:
-            if checkpoint is not None:
-                self._rollback(checkpoint)
-            warnings.warn("Training interrupted by user.")
-        finally:
-            callbacks.close()
+                    loss = loss_sum / n_samples
+                    if not (np.isfinite(loss) and np.isfinite(network.params).all()):
+                        raise _diverged(self, loss, f"in epoch {self.n_iter_ + 1}")
+                    self.n_iter_ += 1
+                    self.loss_ = loss
+                    self.t_ += n_samples
+                    self.loss_curve_.append(self.loss_)
+                    if self.verbose:
+                        print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+
+                    self._update_no_improvement_count(early_stopping, validation, network)
+                    self._optimizer.iteration_ends(self.t_)
+
+                    stop = False
+                    if self._no_improvement_count > self.n_iter_no_change:
+                        if early_stopping:
+                            watched = "loss" if self.early_stopping_metric == "loss" else "score"
+                            msg = (
+                                "Validation %s did not improve more than "
+                                "tol=%f for %d consecutive epochs."
+                                % (watched, self.tol, self.n_iter_no_change)
+                            )
+                        else:
+                            msg = (
+                                "Training loss did not improve more than tol=%f"
+                                " for %d consecutive epochs." % (self.tol, self.n_iter_no_change)
+                            )
+                        stop = self._optimizer.trigger_stopping(msg, self.verbose)
+                        if not stop:
+                            self._no_improvement_count = 0
+                    checkpoint = None  # the epoch is complete
+                    if callbacks.epoch_ends() or stop or incremental:
+                        break
+
+                    if self.n_iter_ == self.max_iter:
+                        warnings.warn(
+                            "Stochastic Optimizer: Maximum iterations (%d) "
+                            "reached and the optimization hasn't converged yet." % self.max_iter,
+                            ConvergenceWarning,
+                        )
+            except KeyboardInterrupt:
+                if checkpoint is not None:
+                    self._rollback(checkpoint)
+                warnings.warn("Training interrupted by user.")
+            finally:
+                callbacks.close()
 
         if early_stopping:
             network.params[:] = self._best_params
@@ -823,7 +824,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             dtype = np.float64
         if dtype != network.dtype:
             network = network.copy(dtype)
-        with kernel_threads():
+        with kernel_threads(chunk_rows(X.shape[0], network.layer_units), network.layer_units):
             return network._output(KernelInput(X, dtype))
 
     def __sklearn_tags__(self):

@@ -450,7 +450,7 @@ class Network:
             The last layer's activations ``A[L]``.
         """
         X_input = self._check_X(X)
-        with kernel_threads():
+        with kernel_threads(chunk_rows(X_input.n_samples, self.layer_units), self.layer_units):
             return self._output(X_input)
 
     def _split_rows(self, buffer, n_rows):
@@ -643,7 +643,7 @@ class Network:
         )
         work = Workspace(self, batch_size, sparse=X_input.sparse)
         order = np.arange(n_samples, dtype=np.int64)
-        with kernel_threads():
+        with kernel_threads(batch_size, self.layer_units):
             return [
                 run_epoch(self, X_input, Y, sample_weight, order, batch_size, work, optimizer,
                           alpha, 1.0) / n_samples

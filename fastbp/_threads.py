@@ -1,20 +1,31 @@
 """Thread count of the BLAS that the kernels call.
 
-Numba's ``np.dot`` calls SciPy's BLAS. Mini-batch products are mid-sized
-(a few hundred rows), and there OpenBLAS's own threads cost more than they
-save: measured on a 2-core machine, a 100-256-128-10 float32 fit ran 0.52 s
-with one BLAS thread against 3.56 s with two. So kernels run with
-``FASTBP_BLAS_THREADS`` BLAS threads (default 1) for the duration of each
-fit or prediction; parallelism across models comes from running fits in
-threads or processes (the kernels release the GIL). The limit is set on
-SciPy's BLAS library, which is process-wide for that duration; numbers do
-not depend on it.
+Numba's ``np.dot`` calls SciPy's BLAS, whose OpenBLAS threads help large
+products and hurt small ones. Measured on a 2-core machine with nothing else
+running (seconds, 1 vs 2 BLAS threads): 100-256-128-10 float32 fit 1.02 vs
+0.73, 256-512-512-1 fit 2.36 vs 1.49; but 100-64-10 with mini-batches of 32
+0.052 vs 0.068, and 20-32-1 one row at a time 0.043 vs 0.053. On a busy
+machine threads are far worse (the first fit above took 3.56 s with two
+threads against 0.52 s with one while other jobs ran).
+
+So by default ("auto") a kernel call keeps the library's own thread count
+only when its largest product has at least ``LARGE_PRODUCT`` multiply-adds
+and no other fastbp fit or prediction is running in the process; otherwise
+it uses one thread. ``FASTBP_BLAS_THREADS=N`` forces N threads. The limit is
+set on SciPy's BLAS library, process-wide, for the duration of the call;
+results do not depend on it.
 """
 
 import contextlib
 import os
+import threading
+
+# Multiply-adds of a mini-batch product above which BLAS threads pay off.
+LARGE_PRODUCT = 4_000_000
 
 _controller = None
+_active_calls = 0
+_lock = threading.Lock()
 
 
 def _scipy_blas():
@@ -38,17 +49,54 @@ def _scipy_blas():
     return _controller
 
 
-def blas_threads():
-    """Number of BLAS threads for kernel calls (``$FASTBP_BLAS_THREADS``, default 1)."""
-    value = os.environ.get("FASTBP_BLAS_THREADS", "1")
+def blas_threads(largest_product, concurrent):
+    """BLAS threads for a kernel call, or None to keep the library's own count.
+
+    Parameters
+    ----------
+    largest_product : int
+        Multiply-adds of the call's largest matrix product.
+    concurrent : bool
+        Whether another fastbp call is running in this process.
+    """
+    value = os.environ.get("FASTBP_BLAS_THREADS", "auto")
+    if value == "auto":
+        return None if largest_product >= LARGE_PRODUCT and not concurrent else 1
     try:
         return max(1, int(value))
     except ValueError:
-        raise ValueError(f"FASTBP_BLAS_THREADS must be a positive integer, got {value!r}.") from None
+        raise ValueError(
+            f"FASTBP_BLAS_THREADS must be 'auto' or a positive integer, got {value!r}."
+        ) from None
+
+
+def largest_product(n_rows, layer_units):
+    """Multiply-adds of the largest product of a pass over ``n_rows`` rows."""
+    return n_rows * max(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
 
 
 @contextlib.contextmanager
-def kernel_threads():
-    """Limit the kernels' BLAS to :func:`blas_threads` threads within the block."""
-    with _scipy_blas().limit(limits=blas_threads()):
-        yield
+def kernel_threads(n_rows, layer_units):
+    """Run the block with the BLAS thread count :func:`blas_threads` chooses.
+
+    Parameters
+    ----------
+    n_rows : int
+        Rows per mini-batch or chunk of the kernel calls in the block.
+    layer_units : sequence of int
+        Units per layer, input first.
+    """
+    global _active_calls
+    with _lock:
+        concurrent = _active_calls > 0
+        _active_calls += 1
+    try:
+        threads = blas_threads(largest_product(n_rows, layer_units), concurrent)
+        if threads is None:
+            yield
+        else:
+            with _scipy_blas().limit(limits=threads):
+                yield
+    finally:
+        with _lock:
+            _active_calls -= 1
