@@ -32,32 +32,17 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 from sklearn.utils.validation import check_is_fitted
 
+import tasks
+from tasks import CLASSIFICATION, REGRESSION
 from fastbp import MLPClassifier, MLPRegressor
 from fastbp._interop import from_sklearn, to_sklearn
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-CLASSIFICATION = ["binary", "multiclass", "multilabel"]
-REGRESSION = ["single", "multioutput", "poisson"]
-
 
 def make_data(task, seed=0, n_samples=50, n_features=4):
-    rng = np.random.RandomState(seed)
-    X = rng.normal(size=(n_samples, n_features))
-    z = X @ rng.normal(size=(n_features, 3))
-    if task == "binary":
-        y = (z[:, 0] > 0).astype(int)
-    elif task == "multiclass":
-        y = np.array(["ant", "bee", "cat"])[np.argmax(z, axis=1)]
-    elif task == "multilabel":
-        y = (z > 0).astype(int)
-    elif task == "single":
-        y = z[:, 0]
-    elif task == "multioutput":
-        y = z[:, :2]
-    elif task == "poisson":
-        y = rng.poisson(np.exp(0.3 * z[:, 0])).astype(float)
-    return X, y
+    """The shared task data, with 50 rows by default here."""
+    return tasks.make_data(task, seed, n_samples, n_features)
 
 
 def make_model(api, task, solver="adam", dtype=np.float64, **params):

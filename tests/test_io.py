@@ -38,37 +38,16 @@ from sklearn.exceptions import InconsistentVersionWarning
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
 
+from tasks import CLASSIFICATION, REGRESSION, make_data
 from fastbp import MLPClassifier, MLPRegressor, Network
 from fastbp._io import FORMAT_VERSION, ModelFileError, load, save
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-CLASSIFICATION = ["binary", "multiclass", "multilabel"]
-REGRESSION = ["single", "multioutput", "poisson"]
-
 
 # ---------------------------------------------------------------------------
 # Data, models and helpers
 # ---------------------------------------------------------------------------
-
-
-def make_data(task, seed=0, n_samples=40, n_features=4):
-    rng = np.random.RandomState(seed)
-    X = rng.normal(size=(n_samples, n_features))
-    z = X @ rng.normal(size=(n_features, 3))
-    if task == "binary":
-        y = (z[:, 0] > 0).astype(int)
-    elif task == "multiclass":
-        y = np.array(["ant", "bee", "cat"])[np.argmax(z, axis=1)]
-    elif task == "multilabel":
-        y = (z > 0).astype(int)
-    elif task == "single":
-        y = z[:, 0]
-    elif task == "multioutput":
-        y = z[:, :2]
-    elif task == "poisson":
-        y = rng.poisson(np.exp(0.3 * z[:, 0])).astype(float)
-    return X, y
 
 
 def make_model(task, solver="adam", dtype=np.float64, **params):

@@ -189,13 +189,14 @@ def kernel_predict(p, capacity, sparse, X=None):
     return out
 
 
-def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solver, hyper, state_a, state_b, t):
+def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solver, hyper, state_a, state_b, t,
+                       spare_rows=2):
     Xk, data, indices, indptr = kernel_input(p.X, sparse)
-    capacity = batch_size + 2  # buffers may be larger than a batch
+    capacity = batch_size + spare_rows  # buffers may be larger than a batch
     acts = nan_buffer(capacity * p.units(), p.dtype)
     deltas = nan_buffer(capacity * p.units(), p.dtype)
     grads = nan_buffer(p.n_params, p.dtype)
-    Xb = np.full((capacity, N_FEATURES), np.nan, dtype=p.dtype)
+    Xb = np.full((capacity, p.sizes[0]), np.nan, dtype=p.dtype)
     Yb = np.full((capacity, p.sizes[-1]), np.nan, dtype=p.dtype)
     swb = nan_buffer(capacity, p.dtype)
     rows = np.full(capacity, -1, dtype=np.int64)

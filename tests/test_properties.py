@@ -37,6 +37,7 @@ from test_kernels import (
     kernel_input,
     kernel_loss_and_gradient,
     kernel_predict,
+    kernel_train_epoch,
     make_targets,
     nan_buffer,
 )
@@ -185,26 +186,6 @@ def test_loss_and_gradient_match_reference(p, sparse, alpha, fit_intercepts, dat
         assert_array_equal(grad[~naive.coef_mask(p.sizes)], 0)
 
 
-def drawn_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solver, hyper, state_a, state_b, t):
-    """``K.train_epoch`` with the argument types of test_kernels.kernel_train_epoch, any shapes."""
-    Xk, data, indices, indptr = kernel_input(p.X, sparse)
-    capacity = batch_size
-    acts = nan_buffer(capacity * p.units(), p.dtype)
-    deltas = nan_buffer(capacity * p.units(), p.dtype)
-    grads = nan_buffer(p.n_params, p.dtype)
-    Xb = np.full((capacity, p.sizes[0]), np.nan, dtype=p.dtype)
-    Yb = np.full((capacity, p.sizes[-1]), np.nan, dtype=p.dtype)
-    swb = nan_buffer(capacity, p.dtype)
-    rows = np.full(capacity, -1, dtype=np.int64)
-    return K.train_epoch(
-        Xk, data, indices, indptr, sparse, p.Y, p.sample_weight, order, batch_size,
-        p.params, p.layers, acts, deltas, grads, Xb, Yb, swb, rows,
-        float(alpha), p.loss_code, float(p.loss_scale), p.eps, fit_intercepts,
-        K.ADAM if solver == "adam" else K.SGD, np.asarray(hyper, dtype=np.float64),
-        state_a, state_b, t,
-    )
-
-
 @examples(150)
 @given(
     p=problems(),
@@ -235,8 +216,9 @@ def test_train_epoch_matches_reference(p, sparse, solver, alpha, fit_intercepts,
         # a step size that makes this network explode (exp outputs, momentum) turns
         # last-bit differences into any difference at all: only tame runs compare
         assume(np.isfinite(want_loss) and np.abs(params).max() < 10)
-        got_loss = drawn_train_epoch(
-            p, order, batch_size, alpha, fit_intercepts, sparse, kind, hyper, state_a, state_b, t
+        got_loss = kernel_train_epoch(
+            p, order, batch_size, alpha, fit_intercepts, sparse, kind, hyper, state_a, state_b, t,
+            spare_rows=0,
         )
         assert np.isfinite(got_loss)
         assert_loss_close(got_loss, want_loss, p, n_train)  # batch means times lengths
