@@ -22,6 +22,7 @@ from .training import (
     loss_and_gradient,
     predict,
     train_epoch,
+    train_epoch_one_row,
 )
 
 __all__ = [
@@ -48,5 +49,6 @@ __all__ = [
     "sgd_step",
     "squared_coef_norm",
     "train_epoch",
+    "train_epoch_one_row",
     "weighted_loss_sum",
 ]

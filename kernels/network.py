@@ -57,6 +57,29 @@ def unit_view(buffer, layers, l, capacity, n_rows):
 
 
 @jit
+def copy_rows(source, rows, target):
+    """``target[k] = source[rows[k]]`` for every k, as plain loops.
+
+    Plain loops rather than slice assignment: Numba's array-to-array
+    assignment compiles a formatted shape-mismatch error (string formatting,
+    ~1.4 s per specialisation) into every kernel that uses it.
+    """
+    n_cols = source.shape[1]
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        for j in range(n_cols):
+            target[k, j] = source[r, j]
+
+
+@jit
+def copy_into(source, target):
+    """``target[:, :] = source`` for 2-D arrays of one shape, as plain loops (see :func:`copy_rows`)."""
+    for i in range(source.shape[0]):
+        for j in range(source.shape[1]):
+            target[i, j] = source[i, j]
+
+
+@jit
 def csr_rows_dot(data, indices, indptr, rows, W, out):
     """``out = X[rows] @ W`` for a CSR matrix X, touching only its non-zeros."""
     n_cols = W.shape[1]
@@ -139,7 +162,7 @@ def forward_recording(Xb, data, indices, indptr, rows, sparse, params, layers, a
         bias = intercept_view(params, layers, l)
         if record:
             Z_saved = unit_view(zs, layers, l, capacity, n_rows)
-            Z_saved[:, :] = Z
+            copy_into(Z, Z_saved)
             add_bias_and_activate(Z_saved, bias, IDENTITY)
         add_bias_and_activate(Z, bias, layers[l, ACTIVATION])
         A = Z
@@ -189,7 +212,7 @@ def backward_recording(
             delta_prev = unit_view(deltas, layers, l - 1, capacity, n_rows)
             np.dot(delta, coef_view(params, layers, l).T, delta_prev)
             if record:
-                unit_view(dAs, layers, l - 1, capacity, n_rows)[:, :] = delta_prev
+                copy_into(delta_prev, unit_view(dAs, layers, l - 1, capacity, n_rows))
             A_prev = unit_view(acts, layers, l - 1, capacity, n_rows)
             multiply_by_derivative(A_prev, delta_prev, layers[l - 1, ACTIVATION])
 

@@ -11,19 +11,26 @@ one compiled specialisation per dtype serves dense and sparse data.
 import numpy as np
 
 from ._jit import jit
+from .activations import add_bias_and_activate, multiply_by_derivative
 from .losses import output_delta, weighted_loss_sum
 from .network import (
     ACTIVATION,
+    COEF_OFFSET,
+    FAN_IN,
+    FAN_OUT,
     INTERCEPT_OFFSET,
     backward,
     backward_recording,
+    copy_into,
+    copy_rows,
     finalize_gradient,
     forward,
     forward_recording,
     squared_coef_norm,
+    squared_sum,
     unit_view,
 )
-from .optimizers import ADAM, adam_update, sgd_update
+from .optimizers import ADAM, _adam_element, _adam_rates, _sgd_element, adam_update, sgd_update
 
 # Positions in the float64 ``hyper`` vector of train_epoch.
 LEARNING_RATE = 0
@@ -166,13 +173,12 @@ def train_epoch(
             r = order[start + k]
             batch_rows[k] = r
             swb[k] = sample_weight[r]
-            Yb[k, :] = Y[r, :]
+        copy_rows(Y, batch_rows, Yb)
         if sparse:
             X_batch = Xb[:0]
         else:
             X_batch = Xb[:n_rows]
-            for k in range(n_rows):
-                X_batch[k, :] = X[batch_rows[k], :]
+            copy_rows(X, batch_rows, X_batch)
         data_loss, weight_sum = raw_batch_gradient(
             X_batch, data, indices, indptr, batch_rows, sparse, Yb[:n_rows], swb[:n_rows],
             params, layers, acts, deltas, batch_size, grads, loss_code, eps,
@@ -192,6 +198,133 @@ def train_epoch(
                 typed_sum, n_coefs, fit_intercepts,
             )
         loss_sum += reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale) * n_rows
+    return loss_sum
+
+
+@jit
+def train_epoch_one_row(
+    X, Y, sample_weight, order, params, layers, acts, deltas,
+    alpha, loss_code, loss_scale, eps, fit_intercepts,
+    solver, hyper, state_a, state_b, step_counter,
+):
+    """:func:`train_epoch` with mini-batches of ONE row of dense input, fused per row.
+
+    A one-row step is too small for BLAS calls and separate passes to pay
+    off, so each row runs as plain loops over the flat buffers: the forward
+    pass, then one walk down the layers that computes the error sent to the
+    layer below with the weights not yet moved and then finishes and applies
+    the gradient of the layer's weights and intercepts element by element.
+    The arithmetic is :func:`train_epoch`'s with ``batch_size=1``, up to the
+    order of the terms of each sum.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Dense input.
+    Y, sample_weight, order, params, layers, alpha, loss_code, loss_scale, eps, \
+fit_intercepts, solver, hyper, state_a, state_b, step_counter
+        As for :func:`train_epoch`.
+    acts, deltas : ndarray of shape (sum(fan_out),)
+        Work buffers for one row.
+
+    Returns
+    -------
+    loss_sum : float
+        Sum over rows of the one-row objective.
+    """
+    dtype = params.dtype.type
+    n_layers = layers.shape[0]
+    learning_rate = dtype(hyper[LEARNING_RATE])
+    momentum = dtype(hyper[MOMENTUM])
+    nesterov = hyper[NESTEROV] != 0
+    typed_alpha = dtype(alpha)
+    zero = dtype(0)
+    n_coefs = layers[0, INTERCEPT_OFFSET]
+    n_units = acts.shape[0]
+    out_start = n_units - layers[n_layers - 1, FAN_OUT]
+    output = acts[out_start:].reshape((1, n_units - out_start))
+    out_delta = deltas[out_start:].reshape((1, n_units - out_start))
+    lr_t, b1, b2, c1, c2, adam_eps = 0.0, zero, zero, zero, zero, zero
+    # sgd keeps no second moment: any array of the parameters' size stands in
+    second_moment = state_b if solver == ADAM else state_a
+    loss_sum = 0.0
+    for r in order:
+        # forward: Z = A_prev @ W, then bias and activation
+        unit_start = 0
+        A_prev = X[r]
+        for l in range(n_layers):
+            fan_in, fan_out = layers[l, FAN_IN], layers[l, FAN_OUT]
+            coef_start = layers[l, COEF_OFFSET]
+            W = params[coef_start : coef_start + fan_in * fan_out].reshape((fan_in, fan_out))
+            Z = acts[unit_start : unit_start + fan_out]
+            Z[:] = zero
+            for i in range(fan_in):
+                a = A_prev[i]
+                for j in range(fan_out):
+                    Z[j] += a * W[i, j]
+            bias = params[layers[l, INTERCEPT_OFFSET] : layers[l, INTERCEPT_OFFSET] + fan_out]
+            add_bias_and_activate(Z.reshape((1, fan_out)), bias, layers[l, ACTIVATION])
+            A_prev = Z
+            unit_start += fan_out
+        Y_row = Y[r : r + 1]
+        weight_row = sample_weight[r : r + 1]
+        weight_sum = np.float64(sample_weight[r])
+        typed_sum = dtype(weight_sum)
+        data_loss = weighted_loss_sum(output, Y_row, weight_row, loss_code, eps)
+        output_delta(output, Y_row, weight_row, layers[n_layers - 1, ACTIVATION], loss_code, out_delta)
+        penalty = squared_sum(params, n_coefs)
+        if solver == ADAM:
+            step_counter[0] += 1
+            lr_t, b1, b2, c1, c2, adam_eps = _adam_rates(
+                params, step_counter[0], hyper[LEARNING_RATE], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]
+            )
+        # backward, layer by layer from the top, each layer's step fused in
+        for l in range(n_layers - 1, -1, -1):
+            fan_in, fan_out = layers[l, FAN_IN], layers[l, FAN_OUT]
+            coef_start = layers[l, COEF_OFFSET]
+            unit_start -= fan_out
+            delta = deltas[unit_start : unit_start + fan_out]
+            if l > 0:
+                A_prev = acts[unit_start - fan_in : unit_start]
+                delta_prev = deltas[unit_start - fan_in : unit_start]
+            else:
+                A_prev = X[r]
+                delta_prev = deltas[:0]
+            # 2-D views indexed by loop counters: no negative-index checks, so the loops vectorise
+            n_coefs_l = fan_in * fan_out
+            W = params[coef_start : coef_start + n_coefs_l].reshape((fan_in, fan_out))
+            W_a = state_a[coef_start : coef_start + n_coefs_l].reshape((fan_in, fan_out))
+            W_b = second_moment[coef_start : coef_start + n_coefs_l].reshape((fan_in, fan_out))
+            for i in range(fan_in):
+                if l > 0:
+                    total = zero
+                    for j in range(fan_out):
+                        total += delta[j] * W[i, j]
+                    delta_prev[i] = total
+                a = A_prev[i]
+                if solver == ADAM:
+                    for j in range(fan_out):
+                        g = (a * delta[j] + typed_alpha * W[i, j]) / typed_sum
+                        _adam_element(W, W_a, W_b, (i, j), g, lr_t, b1, b2, c1, c2, adam_eps)
+                else:
+                    for j in range(fan_out):
+                        g = (a * delta[j] + typed_alpha * W[i, j]) / typed_sum
+                        _sgd_element(W, W_a, (i, j), g, learning_rate, momentum, nesterov)
+            intercept_start = layers[l, INTERCEPT_OFFSET]
+            b = params[intercept_start : intercept_start + fan_out]
+            b_a = state_a[intercept_start : intercept_start + fan_out]
+            b_b = second_moment[intercept_start : intercept_start + fan_out]
+            for j in range(fan_out):
+                g = delta[j] / typed_sum if fit_intercepts else zero
+                if solver == ADAM:
+                    _adam_element(b, b_a, b_b, j, g, lr_t, b1, b2, c1, c2, adam_eps)
+                else:
+                    _sgd_element(b, b_a, j, g, learning_rate, momentum, nesterov)
+            if l > 0:
+                multiply_by_derivative(
+                    A_prev.reshape((1, fan_in)), delta_prev.reshape((1, fan_in)), layers[l - 1, ACTIVATION]
+                )
+        loss_sum += reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale)
     return loss_sum
 
 
@@ -271,4 +404,4 @@ def predict(X, data, indices, indptr, sparse, params, layers, acts, rows, capaci
             chunk_rows[k] = start + k
         X_chunk = X[:0] if sparse else X[start:stop]
         output = forward(X_chunk, data, indices, indptr, chunk_rows, sparse, params, layers, acts, capacity)
-        out[start:stop, :] = output
+        copy_into(output, out[start:stop])

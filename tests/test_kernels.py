@@ -190,7 +190,17 @@ def kernel_predict(p, capacity, sparse, X=None):
 
 
 def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solver, hyper, state_a, state_b, t,
-                       spare_rows=2):
+                       spare_rows=2, one_row=False):
+    """One epoch of ``K.train_epoch`` (or, with ``one_row``, of ``K.train_epoch_one_row``)."""
+    if one_row:
+        assert batch_size == 1 and not sparse
+        return K.train_epoch_one_row(
+            p.X, p.Y, p.sample_weight, order, p.params, p.layers,
+            nan_buffer(p.units(), p.dtype), nan_buffer(p.units(), p.dtype),
+            float(alpha), p.loss_code, float(p.loss_scale), p.eps, fit_intercepts,
+            K.ADAM if solver == "adam" else K.SGD, np.asarray(hyper, dtype=np.float64),
+            state_a, state_b, t,
+        )
     Xk, data, indices, indptr = kernel_input(p.X, sparse)
     capacity = batch_size + spare_rows  # buffers may be larger than a batch
     acts = nan_buffer(capacity * p.units(), p.dtype)
@@ -623,6 +633,25 @@ def test_train_epoch(
     rng, dtype, sparse, batch_size, weighted, alpha, fit_intercepts, subset, solver, loss, out_activation
 ):
     p = Problem(rng, dtype, ["tanh", "relu"], loss, out_activation, weighted=weighted)
+    check_two_epochs(rng, p, batch_size, alpha, fit_intercepts, subset, solver, sparse=sparse)
+
+
+@dtypes
+@pytest.mark.parametrize(
+    "hidden, weighted, alpha, fit_intercepts, subset",
+    [(["tanh", "relu"], False, 0.0, True, False), (["logistic", "identity"], True, 0.3, False, True)],
+    ids=["tanh-relu-plain", "logistic-identity-weighted-alpha-nointercepts-subset"],
+)
+@pytest.mark.parametrize("solver", list(SOLVERS))
+@pairings
+def test_train_epoch_one_row(rng, dtype, hidden, weighted, alpha, fit_intercepts, subset, solver, loss, out_activation):
+    p = Problem(rng, dtype, hidden, loss, out_activation, weighted=weighted)
+    check_two_epochs(rng, p, 1, alpha, fit_intercepts, subset, solver, one_row=True)
+
+
+def check_two_epochs(rng, p, batch_size, alpha, fit_intercepts, subset, solver, sparse=False, one_row=False):
+    """Two epochs of a kernel against the NumPy reference: loss, parameters and optimizer state."""
+    dtype = p.dtype
     kind, hyper = SOLVERS[solver]
     params = p.params.copy()  # the reference's copy
     state_a, state_b = np.zeros_like(params), np.zeros_like(params)
@@ -635,10 +664,11 @@ def test_train_epoch(
         order = rng.permutation(N_SAMPLES)[: N_SAMPLES - 2 if subset else N_SAMPLES].astype(np.int64)
         want_loss, want_t = naive.train_epoch(
             p.X, p.Y, p.sample_weight, order, batch_size, params, p.sizes, p.activations,
-            alpha, loss, p.loss_scale, p.eps, fit_intercepts, kind, hyper, want_a, want_b, want_t,
+            alpha, p.loss, p.loss_scale, p.eps, fit_intercepts, kind, hyper, want_a, want_b, want_t,
         )
         got_loss = kernel_train_epoch(
-            p, order, batch_size, alpha, fit_intercepts, sparse, kind, hyper, state_a, state_b, t
+            p, order, batch_size, alpha, fit_intercepts, sparse, kind, hyper, state_a, state_b, t,
+            one_row=one_row,
         )
         assert np.isfinite(want_loss)
         assert_close(got_loss, want_loss, dtype)
