@@ -486,7 +486,7 @@ class Network:
         rows = np.arange(n_rows, dtype=np.int64)
         kernels.forward_recording(
             X_input.dense, X_input.data, X_input.indices, X_input.indptr, rows, X_input.sparse,
-            self.params, self.layers, work.acts, work.capacity, zs, True,
+            self.params, self.layers, work.acts, work.capacity, zs,
         )
         inputs = X if X_input.sparse else X_input.dense
         return self._split_rows(zs, n_rows), [inputs] + self._split_rows(work.acts, n_rows)
@@ -524,7 +524,7 @@ class Network:
             X_input.dense, X_input.data, X_input.indices, X_input.indptr, rows, X_input.sparse,
             Y, sample_weight, self.params, self.layers, work.acts, work.deltas, work.capacity,
             work.grads, 0.0 + alpha, self.loss_code, 1.0, float(np.finfo(self.dtype).eps),
-            self.bias, zs, dAs, True,
+            self.bias, zs, dAs,
         )
         weight_sum = sample_weight.sum(dtype=np.float64)
         A = self._split_rows(work.acts, n_rows)

@@ -136,16 +136,16 @@ def forward(Xb, data, indices, indptr, rows, sparse, params, layers, acts, capac
     output : ndarray of shape (n_rows, n_outputs)
         View of the last layer's activations.
     """
-    return forward_recording(
-        Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity, acts[:0], False
-    )
+    return forward_recording(Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity, None)
 
 
 @jit
-def forward_recording(Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity, zs, record):
-    """:func:`forward` that also keeps each pre-activation ``Z[l]`` in ``zs`` when ``record``.
+def forward_recording(Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity, zs):
+    """:func:`forward` that also keeps each pre-activation ``Z[l]`` in ``zs`` unless it is None.
 
-    ``zs`` has the layout of ``acts``; recording costs one more pass per
+    ``zs`` has the layout of ``acts``. None is a compile-time choice: Numba
+    prunes the recording code from that specialisation, so the training
+    kernels do not compile it. Recording costs one more pass per
     layer and is meant for inspection, not training.
     """
     n_rows = rows.shape[0] if sparse else Xb.shape[0]
@@ -160,7 +160,7 @@ def forward_recording(Xb, data, indices, indptr, rows, sparse, params, layers, a
         else:
             np.dot(Xb, W, Z)
         bias = intercept_view(params, layers, l)
-        if record:
+        if zs is not None:
             Z_saved = unit_view(zs, layers, l, capacity, n_rows)
             copy_into(Z, Z_saved)
             add_bias_and_activate(Z_saved, bias, IDENTITY)
@@ -179,16 +179,15 @@ def backward(Xb, data, indices, indptr, rows, sparse, params, layers, acts, delt
     :func:`finalize_gradient`. Arguments are those of :func:`forward`.
     """
     backward_recording(
-        Xb, data, indices, indptr, rows, sparse, params, layers, acts, deltas, capacity, grads,
-        deltas[:0], False,
+        Xb, data, indices, indptr, rows, sparse, params, layers, acts, deltas, capacity, grads, None
     )
 
 
 @jit
 def backward_recording(
-    Xb, data, indices, indptr, rows, sparse, params, layers, acts, deltas, capacity, grads, dAs, record,
+    Xb, data, indices, indptr, rows, sparse, params, layers, acts, deltas, capacity, grads, dAs,
 ):
-    """:func:`backward` that also keeps ``dA[l] = dZ[l+1] W[l+1]^T`` of hidden layers in ``dAs``.
+    """:func:`backward` that also keeps ``dA[l] = dZ[l+1] W[l+1]^T`` of hidden layers in ``dAs`` unless it is None.
 
     ``dAs`` has the layout of ``deltas``; the output layer's block is left
     alone (it is the loss's derivative, not a back-propagated one).
@@ -211,7 +210,7 @@ def backward_recording(
         if l > 0:
             delta_prev = unit_view(deltas, layers, l - 1, capacity, n_rows)
             np.dot(delta, coef_view(params, layers, l).T, delta_prev)
-            if record:
+            if dAs is not None:
                 copy_into(delta_prev, unit_view(dAs, layers, l - 1, capacity, n_rows))
             A_prev = unit_view(acts, layers, l - 1, capacity, n_rows)
             multiply_by_derivative(A_prev, delta_prev, layers[l - 1, ACTIVATION])

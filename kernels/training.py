@@ -45,11 +45,11 @@ N_HYPER = 6
 @jit
 def raw_batch_gradient(
     Xb, data, indices, indptr, rows, sparse, Yb, swb, params, layers, acts, deltas,
-    capacity, grads, loss_code, eps, zs, dAs, record,
+    capacity, grads, loss_code, eps, zs, dAs,
 ):
     """Forward pass, loss and backward pass of one batch; RAW gradient sums into ``grads``.
 
-    With ``record``, ``zs`` (layout of ``acts``) receives the pre-activations
+    Unless they are None, ``zs`` (layout of ``acts``) receives the pre-activations
     and ``dAs`` (layout of ``deltas``) the back-propagated ``dZ[l+1] W^T`` of
     every hidden layer, both before any division by the weight sum.
 
@@ -61,7 +61,7 @@ def raw_batch_gradient(
         ``S = sum_i s_i``.
     """
     output = forward_recording(
-        Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity, zs, record
+        Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity, zs
     )
     n_layers = layers.shape[0]
     weight_sum = 0.0
@@ -72,7 +72,7 @@ def raw_batch_gradient(
     output_delta(output, Yb, swb, layers[n_layers - 1, ACTIVATION], loss_code, delta)
     backward_recording(
         Xb, data, indices, indptr, rows, sparse, params, layers, acts, deltas, capacity, grads,
-        dAs, record,
+        dAs,
     )
     return data_loss, weight_sum
 
@@ -86,7 +86,7 @@ def reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale):
 @jit
 def batch_loss_and_gradient_recording(
     Xb, data, indices, indptr, rows, sparse, Yb, swb, params, layers, acts, deltas,
-    capacity, grads, alpha, loss_code, loss_scale, eps, fit_intercepts, zs, dAs, record,
+    capacity, grads, alpha, loss_code, loss_scale, eps, fit_intercepts, zs, dAs,
 ):
     """One batch's objective, with its finished gradient in ``grads``.
 
@@ -95,7 +95,7 @@ def batch_loss_and_gradient_recording(
     """
     data_loss, weight_sum = raw_batch_gradient(
         Xb, data, indices, indptr, rows, sparse, Yb, swb, params, layers, acts, deltas,
-        capacity, grads, loss_code, eps, zs, dAs, record,
+        capacity, grads, loss_code, eps, zs, dAs,
     )
     penalty = squared_coef_norm(params, layers)
     typed_sum = params.dtype.type(weight_sum)
@@ -182,7 +182,7 @@ def train_epoch(
         data_loss, weight_sum = raw_batch_gradient(
             X_batch, data, indices, indptr, batch_rows, sparse, Yb[:n_rows], swb[:n_rows],
             params, layers, acts, deltas, batch_size, grads, loss_code, eps,
-            acts[:0], deltas[:0], False,
+            None, None,
         )
         typed_sum = dtype(weight_sum)
         if solver == ADAM:
