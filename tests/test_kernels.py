@@ -89,10 +89,11 @@ def make_targets(rng, loss, out_activation, n_rows, n_out):
 class Problem:
     """A small network, its data and the kernels' view of it."""
 
-    def __init__(self, rng, dtype, hidden, loss, out_activation, weighted=False, n_samples=N_SAMPLES):
-        hidden = [hidden] * len(HIDDEN_SIZES) if isinstance(hidden, str) else list(hidden)
+    def __init__(self, rng, dtype, hidden, loss, out_activation, weighted=False, n_samples=N_SAMPLES,
+                 hidden_sizes=HIDDEN_SIZES):
+        hidden = [hidden] * len(hidden_sizes) if isinstance(hidden, str) else list(hidden)
         self.dtype = dtype
-        self.sizes = [N_FEATURES, *HIDDEN_SIZES, n_outputs(out_activation)]
+        self.sizes = [N_FEATURES, *hidden_sizes, n_outputs(out_activation)]
         self.activations = hidden + [out_activation]
         self.layers = naive.layer_table(
             self.sizes, [K.ACTIVATION_CODES[a] for a in self.activations]
@@ -636,16 +637,24 @@ def test_train_epoch(
     check_two_epochs(rng, p, batch_size, alpha, fit_intercepts, subset, solver, sparse=sparse)
 
 
+# hidden layers narrower and wider than kernels.training.NARROW_LAYER: the
+# one-row kernel orders its loops differently for the two
 @dtypes
 @pytest.mark.parametrize(
-    "hidden, weighted, alpha, fit_intercepts, subset",
-    [(["tanh", "relu"], False, 0.0, True, False), (["logistic", "identity"], True, 0.3, False, True)],
-    ids=["tanh-relu-plain", "logistic-identity-weighted-alpha-nointercepts-subset"],
+    "hidden, hidden_sizes, weighted, alpha, fit_intercepts, subset",
+    [
+        (["tanh", "relu"], HIDDEN_SIZES, False, 0.0, True, False),
+        (["logistic", "identity"], (9, 12), True, 0.3, False, True),
+    ],
+    ids=["narrow-tanh-relu-plain", "wide-logistic-identity-weighted-alpha-nointercepts-subset"],
 )
 @pytest.mark.parametrize("solver", list(SOLVERS))
 @pairings
-def test_train_epoch_one_row(rng, dtype, hidden, weighted, alpha, fit_intercepts, subset, solver, loss, out_activation):
-    p = Problem(rng, dtype, hidden, loss, out_activation, weighted=weighted)
+def test_train_epoch_one_row(
+    rng, dtype, hidden, hidden_sizes, weighted, alpha, fit_intercepts, subset, solver, loss, out_activation
+):
+    assert min(hidden_sizes) >= K.training.NARROW_LAYER or max(hidden_sizes) < K.training.NARROW_LAYER
+    p = Problem(rng, dtype, hidden, loss, out_activation, weighted=weighted, hidden_sizes=hidden_sizes)
     check_two_epochs(rng, p, 1, alpha, fit_intercepts, subset, solver, one_row=True)
 
 
