@@ -34,7 +34,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import kernels
-from ._network import KernelInput, Network, Workspace, check_memory, chunk_rows
+from ._network import KernelInput, Network, Workspace, check_memory
 from ._solvers import StochasticOptimizer, run_epoch
 from ._threads import kernel_threads
 
@@ -824,8 +824,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             dtype = np.float64
         if dtype != network.dtype:
             network = network.copy(dtype)
-        with kernel_threads(chunk_rows(X.shape[0], network.layer_units), network.layer_units):
-            return network._output(KernelInput(X, dtype))
+        return network._output(KernelInput(X, dtype))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -17,7 +17,7 @@ from sklearn.utils.validation import _check_sample_weight
 
 from . import kernels
 from ._solvers import StochasticOptimizer, run_epoch
-from ._threads import kernel_threads
+from ._threads import MIN_BLOCK_ROWS, kernel_threads, run_row_blocks
 
 HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 OUTPUT_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "exp", "softmax")
@@ -25,6 +25,8 @@ OUTPUT_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "exp", "softmax")
 # Rows of work buffers per chunk are bounded so that a chunk's activations
 # stay around this many elements.
 _CHUNK_ELEMENTS = 1 << 20
+# A prediction is cut into at least this many chunks when it has rows enough.
+_PREDICTION_CHUNKS = 8
 
 
 class KernelInput:
@@ -111,9 +113,22 @@ def check_memory(layer_units, X, solver, batch_size):
 
 
 def chunk_rows(n_samples, layer_units):
-    """Rows per chunk for full-data passes (prediction, L-BFGS objective)."""
+    """Rows per chunk for full-data passes (L-BFGS objective, gradients)."""
     per_row = max(1, sum(layer_units[1:]))
     return int(max(1, min(n_samples, max(64, _CHUNK_ELEMENTS // per_row))))
+
+
+def prediction_chunk_rows(n_samples, layer_units):
+    """Rows per chunk of a prediction: :func:`chunk_rows`, cut so there are enough chunks to share.
+
+    At least :data:`_PREDICTION_CHUNKS` chunks (of at least
+    ``_threads.MIN_BLOCK_ROWS`` rows) when there are rows enough, so that
+    worker threads can share them (see ``_threads.run_row_blocks``). The
+    size depends only on the data's length and the network, never on the
+    machine, so neither do the results.
+    """
+    wanted = max(MIN_BLOCK_ROWS, -(-n_samples // _PREDICTION_CHUNKS))
+    return min(chunk_rows(n_samples, layer_units), wanted)
 
 
 class Workspace:
@@ -342,8 +357,20 @@ class Network:
             out = np.empty((n_samples, self.layer_units[-1]), dtype=self.dtype)
         if n_samples == 0:
             return out
-        work = Workspace(self, chunk_rows(n_samples, self.layer_units), with_batch=False)
-        kernels.predict(*X_input.arrays, self.params, self.layers, work.acts, work.rows, work.capacity, out)
+        dense, data, indices, indptr, sparse = X_input.arrays
+
+        chunk = prediction_chunk_rows(n_samples, self.layer_units)
+
+        def predict_rows(start, stop):
+            # a block shorter than a chunk is one (the last) chunk
+            work = Workspace(self, min(chunk, stop - start), with_batch=False)
+            kernels.predict(
+                dense if sparse else dense[start:stop], data, indices,
+                indptr[start : stop + 1] if sparse else indptr, sparse,
+                self.params, self.layers, work.acts, work.rows, work.capacity, out[start:stop],
+            )
+
+        run_row_blocks(predict_rows, n_samples, self.layer_units, chunk)
         return out
 
     def _objective(self, X_input, Y, sample_weight, alpha=0.0, loss_scale=1.0, work=None):
@@ -449,9 +476,7 @@ class Network:
         output : ndarray of shape (n_samples, n_outputs)
             The last layer's activations ``A[L]``.
         """
-        X_input = self._check_X(X)
-        with kernel_threads(chunk_rows(X_input.n_samples, self.layer_units), self.layer_units):
-            return self._output(X_input)
+        return self._output(self._check_X(X))
 
     def _split_rows(self, buffer, n_rows):
         """Per-layer (n_rows, fan_out) copies of a work buffer filled for n_rows rows."""

@@ -14,18 +14,35 @@ and no other fastbp fit or prediction is running in the process; otherwise
 it uses one thread. ``FASTBP_BLAS_THREADS=N`` forces N threads. The limit is
 set on SciPy's BLAS library, process-wide, for the duration of the call;
 results do not depend on it.
+
+Prediction has a second kind of parallelism: its rows are independent, so
+:func:`run_row_blocks` splits a large prediction into one block of whole
+chunks per core, run by worker threads (the kernels release the GIL) with
+one BLAS thread each; the chunks, and so the results, are those of a serial
+prediction. Measured on the 2-core machine (ms per ``predict``, one thread
+vs split): digits 64-100-10 1.50 vs 0.79, 20-32-1 on 20,000 rows 2.82 vs
+0.84, 5000-128-5 on 20,000 CSR rows 10.9 vs 5.7; 100-256-128-10 on 50,000
+rows 39.4 vs 40.0 (bound by its products either way).
 """
 
 import contextlib
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 # Multiply-adds of a mini-batch product above which BLAS threads pay off.
 LARGE_PRODUCT = 4_000_000
 
+# Multiply-adds of a whole prediction above which its rows are split among
+# worker threads, and the fewest rows a worker gets.
+PARALLEL_PREDICTION = 1_000_000
+MIN_BLOCK_ROWS = 64
+
 _controller = None
 _active_calls = 0
 _lock = threading.Lock()
+_executor = None
+_executor_pid = None
 
 
 def _scipy_blas():
@@ -75,6 +92,35 @@ def largest_product(n_rows, layer_units):
     return n_rows * max(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
 
 
+def available_cores():
+    """Number of CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _tracked_call():
+    """Count the block as a running fastbp call; yield whether another one runs."""
+    global _active_calls
+    with _lock:
+        concurrent = _active_calls > 0
+        _active_calls += 1
+    try:
+        yield concurrent
+    finally:
+        with _lock:
+            _active_calls -= 1
+
+
+def _blas_limit(threads):
+    """Context manager limiting SciPy's BLAS to ``threads`` (None: leave it alone)."""
+    if threads is None:
+        return contextlib.nullcontext()
+    return _scipy_blas().limit(limits=threads)
+
+
 @contextlib.contextmanager
 def kernel_threads(n_rows, layer_units):
     """Run the block with the BLAS thread count :func:`blas_threads` chooses.
@@ -86,17 +132,59 @@ def kernel_threads(n_rows, layer_units):
     layer_units : sequence of int
         Units per layer, input first.
     """
-    global _active_calls
-    with _lock:
-        concurrent = _active_calls > 0
-        _active_calls += 1
-    try:
-        threads = blas_threads(largest_product(n_rows, layer_units), concurrent)
-        if threads is None:
+    with _tracked_call() as concurrent:
+        with _blas_limit(blas_threads(largest_product(n_rows, layer_units), concurrent)):
             yield
-        else:
-            with _scipy_blas().limit(limits=threads):
-                yield
-    finally:
-        with _lock:
-            _active_calls -= 1
+
+
+def row_workers(n_rows, layer_units, concurrent):
+    """Worker threads among which a prediction over ``n_rows`` rows is split.
+
+    One unless ``FASTBP_BLAS_THREADS`` is "auto", no other fastbp call runs,
+    and the prediction has at least :data:`PARALLEL_PREDICTION` multiply-adds;
+    then one per core, each with at least :data:`MIN_BLOCK_ROWS` rows.
+    """
+    if os.environ.get("FASTBP_BLAS_THREADS", "auto") != "auto" or concurrent:
+        return 1
+    work = n_rows * sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
+    if work < PARALLEL_PREDICTION:
+        return 1
+    return max(1, min(available_cores(), n_rows // MIN_BLOCK_ROWS))
+
+
+def _worker_pool():
+    """The process's pool of prediction threads (a new one in a forked child)."""
+    global _executor, _executor_pid
+    with _lock:
+        if _executor is None or _executor_pid != os.getpid():
+            _executor = ThreadPoolExecutor(available_cores(), thread_name_prefix="fastbp")
+            _executor_pid = os.getpid()
+        return _executor
+
+
+def run_row_blocks(process, n_rows, layer_units, chunk):
+    """Call ``process(start, stop)`` on blocks of whole chunks that cover ``0..n_rows`` once.
+
+    Meant for passes whose rows are independent and processed ``chunk`` rows
+    at a time (prediction). Blocks start at multiples of ``chunk``, so every
+    chunk, and the result, is the same whatever the number of blocks. With
+    :func:`row_workers` > 1 the blocks run in parallel on worker threads,
+    each with one BLAS thread; otherwise one block runs in this thread with
+    the BLAS threads of :func:`kernel_threads`. Every block has finished
+    when this returns or raises.
+    """
+    n_chunks = -(-n_rows // chunk)
+    with _tracked_call() as concurrent:
+        workers = min(row_workers(n_rows, layer_units, concurrent), n_chunks)
+        if workers == 1:
+            with _blas_limit(blas_threads(largest_product(chunk, layer_units), concurrent)):
+                process(0, n_rows)
+            return
+        bounds = [min(n_rows, chunk * (n_chunks * k // workers)) for k in range(workers + 1)]
+        with _blas_limit(1):
+            pool = _worker_pool()
+            futures = [pool.submit(process, a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+            errors = [future.exception() for future in futures]
+        for error in errors:
+            if error is not None:
+                raise error
