@@ -504,12 +504,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
 
         def loss_grad(packed):
             network.params[:] = packed
-            loss, grad = network._objective(X_input, Y, weights, self.alpha, loss_scale, work)
+            loss, grad = network._objective(X_input, Y, weights, self.alpha, loss_scale, work, run)
             return loss, grad.astype(np.float64)
 
         iprint = 1 if (self.verbose is True or self.verbose >= 1) else -1
         extra = {} if sp_version >= parse_version("1.15") else {"iprint": iprint}
-        with kernel_threads(work.capacity, network.layer_units):
+        with network._objective_threads(work) as run:
             opt_res = scipy.optimize.minimize(
                 loss_grad,
                 network.params.astype(np.float64),

@@ -8,6 +8,7 @@ numbers the kernels train. It validates nothing about user data: callers
 hand it arrays already checked and converted.
 """
 
+import contextlib
 import os
 
 import numpy as np
@@ -17,7 +18,8 @@ from sklearn.utils.validation import _check_sample_weight
 
 from . import kernels
 from ._solvers import StochasticOptimizer, run_epoch
-from ._threads import MIN_BLOCK_ROWS, kernel_threads, run_row_blocks
+from . import _threads
+from ._threads import chunk_blocks, kernel_threads, multiply_adds_per_row, row_blocks
 
 HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 OUTPUT_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "exp", "softmax")
@@ -27,6 +29,8 @@ OUTPUT_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "exp", "softmax")
 _CHUNK_ELEMENTS = 1 << 20
 # A prediction is cut into at least this many chunks when it has rows enough.
 _PREDICTION_CHUNKS = 8
+# The L-BFGS objective over rows enough is computed in this many blocks.
+_OBJECTIVE_BLOCKS = 2
 
 
 class KernelInput:
@@ -99,8 +103,9 @@ def check_memory(layer_units, X, solver, batch_size):
     n_params = sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:])) + sum(layer_units[1:])
     n_samples = X.shape[0]
     if solver == "lbfgs":
-        rows = chunk_rows(n_samples, layer_units)
-        param_bytes = n_params * (4 * itemsize + 25 * 8)
+        # each block of rows of the objective has its own buffers and gradient
+        rows = min(n_samples, _OBJECTIVE_BLOCKS * chunk_rows(n_samples, layer_units))
+        param_bytes = n_params * ((2 + 2 * _OBJECTIVE_BLOCKS) * itemsize + 25 * 8)
     else:
         rows = min(200, n_samples) if batch_size == "auto" else min(batch_size, n_samples)
         param_bytes = n_params * 6 * itemsize
@@ -127,7 +132,7 @@ def prediction_chunk_rows(n_samples, layer_units):
     size depends only on the data's length and the network, never on the
     machine, so neither do the results.
     """
-    wanted = max(MIN_BLOCK_ROWS, -(-n_samples // _PREDICTION_CHUNKS))
+    wanted = max(_threads.MIN_BLOCK_ROWS, -(-n_samples // _PREDICTION_CHUNKS))
     return min(chunk_rows(n_samples, layer_units), wanted)
 
 
@@ -159,6 +164,42 @@ class Workspace:
             self.Xb = np.empty((0 if sparse else capacity, units[0]), dtype=dtype)
             self.Yb = np.empty((capacity, units[-1]), dtype=dtype)
             self.swb = np.empty(capacity, dtype=dtype)
+
+
+class ObjectiveWorkspace:
+    """Buffers of the full-data objective: one :class:`Workspace` per block of rows.
+
+    Rows enough for ``_threads.PARALLEL_WORK`` multiply-adds are cut into
+    :data:`_OBJECTIVE_BLOCKS` blocks whose raw sums are added in order,
+    whatever the number of cores, so that worker threads can share them
+    without changing the result.
+
+    Parameters
+    ----------
+    network : Network
+        The network whose layer table fixes the buffer sizes.
+    n_samples : int
+        Rows of the data.
+
+    Attributes
+    ----------
+    bounds : list of int
+        Block k covers rows ``bounds[k]`` to ``bounds[k + 1]``.
+    blocks : list of Workspace
+        Each block's buffers, with a ``scratch`` gradient buffer.
+    """
+
+    def __init__(self, network, n_samples):
+        n_blocks = 1
+        big = n_samples * multiply_adds_per_row(network.layer_units) >= _threads.PARALLEL_WORK
+        if big and n_samples >= _OBJECTIVE_BLOCKS * _threads.MIN_BLOCK_ROWS:
+            n_blocks = _OBJECTIVE_BLOCKS
+        self.bounds = [n_samples * k // n_blocks for k in range(n_blocks + 1)]
+        self.blocks = []
+        for start, stop in zip(self.bounds[:-1], self.bounds[1:]):
+            block = Workspace(network, max(1, chunk_rows(stop - start, network.layer_units)), with_batch=False)
+            block.scratch = np.empty(network.n_params, dtype=network.dtype)
+            self.blocks.append(block)
 
 
 class Network:
@@ -370,10 +411,12 @@ class Network:
                 self.params, self.layers, work.acts, work.rows, work.capacity, out[start:stop],
             )
 
-        run_row_blocks(predict_rows, n_samples, self.layer_units, chunk)
+        n_chunks = -(-n_samples // chunk)
+        with row_blocks(n_samples, self.layer_units, chunk, n_chunks) as (workers, run):
+            run(predict_rows, chunk_blocks(n_samples, chunk, workers))
         return out
 
-    def _objective(self, X_input, Y, sample_weight, alpha=0.0, loss_scale=1.0, work=None):
+    def _objective(self, X_input, Y, sample_weight, alpha=0.0, loss_scale=1.0, work=None, run=None):
         """Full-data objective and its gradient at the current parameters.
 
         Parameters
@@ -389,8 +432,12 @@ class Network:
         loss_scale : float, default=1.0
             Factor on the data term (scikit-learn reports squared error
             averaged over outputs).
-        work : Workspace, default=None
+        work : ObjectiveWorkspace, default=None
             Buffers to reuse across calls.
+        run : callable, default=None
+            How the blocks of rows run, from :meth:`_objective_threads` held
+            over a series of calls (an optimizer's); None decides for this
+            call alone.
 
         Returns
         -------
@@ -400,18 +447,59 @@ class Network:
         """
         if work is None:
             work = self._objective_workspace(X_input.n_samples)
-        loss = kernels.loss_and_gradient(
-            *X_input.arrays, Y, sample_weight, self.params, self.layers, work.acts,
-            work.deltas, work.grads, work.scratch, work.rows, work.capacity, float(alpha),
-            self.loss_code, float(loss_scale), float(np.finfo(self.dtype).eps), self.bias,
+        if run is None:
+            with self._objective_threads(work) as run:
+                return self._objective(X_input, Y, sample_weight, alpha, loss_scale, work, run)
+        dense, data, indices, indptr, sparse = X_input.arrays
+        eps = float(np.finfo(self.dtype).eps)
+        if len(work.blocks) == 1:
+            block = work.blocks[0]
+            loss = kernels.loss_and_gradient(
+                dense, data, indices, indptr, sparse, Y, sample_weight, self.params, self.layers,
+                block.acts, block.deltas, block.grads, block.scratch, block.rows, block.capacity,
+                float(alpha), self.loss_code, float(loss_scale), eps, self.bias,
+            )
+            return loss, block.grads
+        sums = {}
+
+        def raw_block(start, stop):
+            block = work.blocks[work.bounds.index(start)]
+            sums[start] = kernels.raw_loss_and_gradient(
+                dense if sparse else dense[start:stop], data, indices,
+                indptr[start : stop + 1] if sparse else indptr, sparse,
+                Y[start:stop], sample_weight[start:stop], self.params, self.layers,
+                block.acts, block.deltas, block.grads, block.scratch, block.rows, block.capacity,
+                self.loss_code, eps,
+            )
+
+        run(raw_block, work.bounds)
+        grads = work.blocks[0].grads
+        data_loss, weight_sum = sums[0]
+        for start, block in zip(work.bounds[1:-1], work.blocks[1:]):
+            grads += block.grads
+            data_loss += sums[start][0]
+            weight_sum += sums[start][1]
+        loss = kernels.finish_loss_and_gradient(
+            grads, self.params, self.layers, data_loss, weight_sum, float(alpha), float(loss_scale), self.bias
         )
-        return loss, work.grads
+        return loss, grads
+
+    @contextlib.contextmanager
+    def _objective_threads(self, work):
+        """Thread use of objective calls on ``work``, held while the block runs; yields ``run``.
+
+        Held over a whole optimization, so that the BLAS threads stay as
+        chosen between calls too (an optimizer's own BLAS calls between
+        objective calls would otherwise wake BLAS threads that then compete
+        with the workers: L-BFGS on 5000 x 30-50-1 took 0.30 s instead of 0.22 s).
+        """
+        n_rows, chunk = work.bounds[-1], work.blocks[0].capacity
+        with row_blocks(n_rows, self.layer_units, chunk, len(work.blocks)) as (_, run):
+            yield run
 
     def _objective_workspace(self, n_samples):
         """Buffers for :meth:`_objective` over ``n_samples`` rows."""
-        work = Workspace(self, chunk_rows(n_samples, self.layer_units), with_batch=False)
-        work.scratch = np.empty(self.n_params, dtype=self.dtype)
-        return work
+        return ObjectiveWorkspace(self, n_samples)
 
     # ------------------------------------------------------------------
     # Public API on user arrays

@@ -15,11 +15,13 @@ it uses one thread. ``FASTBP_BLAS_THREADS=N`` forces N threads. The limit is
 set on SciPy's BLAS library, process-wide, for the duration of the call;
 results do not depend on it.
 
-Prediction has a second kind of parallelism: its rows are independent, so
-:func:`run_row_blocks` splits a large prediction into one block of whole
-chunks per core, run by worker threads (the kernels release the GIL) with
-one BLAS thread each; the chunks, and so the results, are those of a serial
-prediction. Measured on the 2-core machine (ms per ``predict``, one thread
+Full-data passes have a second kind of parallelism: their rows are
+independent, so :func:`row_blocks` runs blocks of rows on worker threads
+(the kernels release the GIL) with one BLAS thread each. A prediction is
+split into one block of whole chunks per core, so its chunks, and its
+results, are those of a serial prediction; the L-BFGS objective is split
+into two halves whatever the machine, and their sums are added in order.
+Measured on the 2-core machine (ms per ``predict``, one thread
 vs split): digits 64-100-10 1.50 vs 0.79, 20-32-1 on 20,000 rows 2.82 vs
 0.84, 5000-128-5 on 20,000 CSR rows 10.9 vs 5.7; 100-256-128-10 on 50,000
 rows 39.4 vs 40.0 (bound by its products either way).
@@ -33,9 +35,9 @@ from concurrent.futures import ThreadPoolExecutor
 # Multiply-adds of a mini-batch product above which BLAS threads pay off.
 LARGE_PRODUCT = 4_000_000
 
-# Multiply-adds of a whole prediction above which its rows are split among
+# Multiply-adds of a whole forward pass above which its rows are split among
 # worker threads, and the fewest rows a worker gets.
-PARALLEL_PREDICTION = 1_000_000
+PARALLEL_WORK = 1_000_000
 MIN_BLOCK_ROWS = 64
 
 _controller = None
@@ -138,22 +140,26 @@ def kernel_threads(n_rows, layer_units):
 
 
 def row_workers(n_rows, layer_units, concurrent):
-    """Worker threads among which a prediction over ``n_rows`` rows is split.
+    """Worker threads among which a pass over ``n_rows`` independent rows is split.
 
     One unless ``FASTBP_BLAS_THREADS`` is "auto", no other fastbp call runs,
-    and the prediction has at least :data:`PARALLEL_PREDICTION` multiply-adds;
-    then one per core, each with at least :data:`MIN_BLOCK_ROWS` rows.
+    and the pass has at least :data:`PARALLEL_WORK` multiply-adds; then one
+    per core, each with at least :data:`MIN_BLOCK_ROWS` rows.
     """
     if os.environ.get("FASTBP_BLAS_THREADS", "auto") != "auto" or concurrent:
         return 1
-    work = n_rows * sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
-    if work < PARALLEL_PREDICTION:
+    if n_rows * multiply_adds_per_row(layer_units) < PARALLEL_WORK:
         return 1
     return max(1, min(available_cores(), n_rows // MIN_BLOCK_ROWS))
 
 
+def multiply_adds_per_row(layer_units):
+    """Multiply-adds of one row's forward pass."""
+    return sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
+
+
 def _worker_pool():
-    """The process's pool of prediction threads (a new one in a forked child)."""
+    """The process's pool of worker threads (a new one in a forked child)."""
     global _executor, _executor_pid
     with _lock:
         if _executor is None or _executor_pid != os.getpid():
@@ -162,29 +168,58 @@ def _worker_pool():
         return _executor
 
 
-def run_row_blocks(process, n_rows, layer_units, chunk):
-    """Call ``process(start, stop)`` on blocks of whole chunks that cover ``0..n_rows`` once.
+def _run_in_turn(process, bounds):
+    """``process(start, stop)`` for each block, one after another in this thread."""
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        process(start, stop)
 
-    Meant for passes whose rows are independent and processed ``chunk`` rows
-    at a time (prediction). Blocks start at multiples of ``chunk``, so every
-    chunk, and the result, is the same whatever the number of blocks. With
-    :func:`row_workers` > 1 the blocks run in parallel on worker threads,
-    each with one BLAS thread; otherwise one block runs in this thread with
-    the BLAS threads of :func:`kernel_threads`. Every block has finished
-    when this returns or raises.
+
+def _run_in_pool(process, bounds):
+    """``process(start, stop)`` for each block on the worker threads; waits for all."""
+    pool = _worker_pool()
+    futures = [pool.submit(process, start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+    errors = [future.exception() for future in futures]
+    for error in errors:
+        if error is not None:
+            raise error
+
+
+@contextlib.contextmanager
+def row_blocks(n_rows, layer_units, chunk, max_blocks):
+    """Decide how blocks of independent rows run; yield ``(workers, run)``.
+
+    ``run(process, bounds)`` calls ``process(start, stop)`` for the blocks
+    ``bounds[k]..bounds[k+1]`` and returns when all have finished (it raises
+    the first error). With :func:`row_workers` > 1 the blocks run in
+    parallel on worker threads, each with one BLAS thread; otherwise in
+    turn in this thread, with the BLAS threads :func:`kernel_threads` picks
+    for chunks of ``chunk`` rows. Callers make the blocks themselves, from
+    the data's length and the network only, so that results do not depend
+    on ``workers``.
+
+    Parameters
+    ----------
+    n_rows : int
+        Rows of the whole pass.
+    layer_units : sequence of int
+        Units per layer, input first.
+    chunk : int
+        Rows per kernel chunk.
+    max_blocks : int
+        Blocks the caller can make (no more workers than that are used).
     """
-    n_chunks = -(-n_rows // chunk)
     with _tracked_call() as concurrent:
-        workers = min(row_workers(n_rows, layer_units, concurrent), n_chunks)
+        workers = min(row_workers(n_rows, layer_units, concurrent), max_blocks)
         if workers == 1:
             with _blas_limit(blas_threads(largest_product(chunk, layer_units), concurrent)):
-                process(0, n_rows)
-            return
-        bounds = [min(n_rows, chunk * (n_chunks * k // workers)) for k in range(workers + 1)]
-        with _blas_limit(1):
-            pool = _worker_pool()
-            futures = [pool.submit(process, a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-            errors = [future.exception() for future in futures]
-        for error in errors:
-            if error is not None:
-                raise error
+                yield 1, _run_in_turn
+        else:
+            with _blas_limit(1):
+                yield workers, _run_in_pool
+
+
+def chunk_blocks(n_rows, chunk, n_blocks):
+    """Bounds of at most ``n_blocks`` blocks of whole ``chunk``-row chunks covering ``0..n_rows``."""
+    n_chunks = -(-n_rows // chunk)
+    n_blocks = max(1, min(n_blocks, n_chunks))
+    return [min(n_rows, chunk * (n_chunks * k // n_blocks)) for k in range(n_blocks + 1)]

@@ -366,11 +366,36 @@ def loss_and_gradient(
 ):
     """Objective and gradient over all rows, in chunks of ``capacity`` rows.
 
+    :func:`raw_loss_and_gradient` then :func:`finish_loss_and_gradient`;
+    returns the objective as scikit-learn's L-BFGS sees it (see
+    :func:`reported_loss`).
+    """
+    data_loss, weight_sum = raw_loss_and_gradient(
+        X, data, indices, indptr, sparse, Y, sample_weight, params, layers, acts, deltas,
+        grads, scratch, rows, capacity, loss_code, eps,
+    )
+    return finish_loss_and_gradient(
+        grads, params, layers, data_loss, weight_sum, alpha, loss_scale, fit_intercepts
+    )
+
+
+@jit
+def raw_loss_and_gradient(
+    X, data, indices, indptr, sparse, Y, sample_weight, params, layers, acts, deltas,
+    grads, scratch, rows, capacity, loss_code, eps,
+):
+    """Data loss and RAW gradient sums over all rows, in chunks of ``capacity`` rows.
+
     Raw gradient sums of every chunk are added up in ``grads`` (``scratch``
-    holds each chunk after the first) before the L2 term and the division by
-    the weight sum, so the result does not depend on the chunk size beyond
-    floating-point reordering. Returns the objective as scikit-learn's
-    L-BFGS sees it (see :func:`reported_loss`).
+    holds each chunk after the first), so the result does not depend on the
+    chunk size beyond floating-point reordering.
+
+    Returns
+    -------
+    data_loss : float
+        ``sum_i s_i loss_i``.
+    weight_sum : float
+        ``S = sum_i s_i``.
     """
     n_samples = indptr.shape[0] - 1 if sparse else X.shape[0]
     n_layers = layers.shape[0]
@@ -396,6 +421,16 @@ def loss_and_gradient(
         if start > 0:
             for k in range(grads.shape[0]):
                 grads[k] += scratch[k]
+    return data_loss, weight_sum
+
+
+@jit
+def finish_loss_and_gradient(grads, params, layers, data_loss, weight_sum, alpha, loss_scale, fit_intercepts):
+    """Turn raw sums into the objective and, in ``grads``, its gradient.
+
+    Adds the L2 term and divides by the weight sum (see
+    :func:`finalize_gradient`); returns :func:`reported_loss`.
+    """
     penalty = squared_coef_norm(params, layers)
     typed_sum = params.dtype.type(weight_sum)
     finalize_gradient(grads, params, layers, params.dtype.type(alpha), typed_sum, fit_intercepts)

@@ -41,6 +41,7 @@ from sklearn.neural_network import MLPRegressor as SkMLPRegressor
 
 from fastbp import MLPClassifier as FbMLPClassifier
 from fastbp import MLPRegressor as FbMLPRegressor
+from fastbp._network import ObjectiveWorkspace
 
 # ---------------------------------------------------------------------------
 # Tolerances
@@ -734,6 +735,19 @@ def test_lbfgs(case):
     sk, fb, _ = fit_both(task, params, X, y, sw)
     if task in CLASSIFICATION_TASKS:
         assert not hasattr(fb, "partial_fit") and not hasattr(sk, "partial_fit")
+    assert_parity(sk, fb, [X, X_test], rtol=LBFGS_RTOL, atol=LBFGS_ATOL,
+                  loss_rtol=LBFGS_LOSS_RTOL)
+
+
+@pytest.mark.parametrize("task, sample_weight", [("multiclass", "float"), ("regression", None)])
+def test_lbfgs_objective_in_two_blocks_of_rows(task, sample_weight):
+    """Rows enough for the objective to be summed in two blocks (ObjectiveWorkspace)."""
+    X, y, X_test = make_data(task, n_samples=1500, n_features=30, seed=17)
+    sw = make_weights(sample_weight, X.shape[0], seed=17)
+    params = _lbfgs_params(task, hidden_layer_sizes=(40,))
+    sk, fb, _ = fit_both(task, params, X, y, sw)
+    work = ObjectiveWorkspace(fb._get_network(), X.shape[0])
+    assert len(work.blocks) == 2
     assert_parity(sk, fb, [X, X_test], rtol=LBFGS_RTOL, atol=LBFGS_ATOL,
                   loss_rtol=LBFGS_LOSS_RTOL)
 

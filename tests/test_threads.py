@@ -25,7 +25,7 @@ def fitted_network(dtype):
 def split_everything(monkeypatch):
     """Make every prediction eligible for a split into three blocks."""
     monkeypatch.setenv("FASTBP_BLAS_THREADS", "auto")
-    monkeypatch.setattr(_threads, "PARALLEL_PREDICTION", 0)
+    monkeypatch.setattr(_threads, "PARALLEL_WORK", 0)
     monkeypatch.setattr(_threads, "MIN_BLOCK_ROWS", 1)
     monkeypatch.setattr(_threads, "available_cores", lambda: 3)
 
@@ -40,28 +40,55 @@ def test_split_prediction_equals_one_block_bitwise(split_everything, monkeypatch
         X = sp.csr_matrix(X)
     net = fitted_network(dtype)
     blocks = []
-    run = _threads.run_row_blocks
+    run_in_pool = _threads._run_in_pool
 
-    def recording(process, *args):
-        run(lambda start, stop: (blocks.append((start, stop)), process(start, stop)), *args)
+    def recording(process, bounds):
+        blocks.extend(zip(bounds[:-1], bounds[1:]))
+        run_in_pool(process, bounds)
 
-    monkeypatch.setattr("fastbp._network.run_row_blocks", recording)
+    monkeypatch.setattr(_threads, "_run_in_pool", recording)
     split = net.predict(X)
     chunk = prediction_chunk_rows(n_rows, UNITS)
     n_chunks = -(-n_rows // chunk)
-    blocks.sort()
-    assert len(blocks) == min(3, n_chunks)
-    assert blocks[0][0] == 0 and blocks[-1][1] == n_rows
-    assert all(stop == next_start for (_, stop), (next_start, _) in zip(blocks, blocks[1:]))
-    assert all(start % chunk == 0 for start, _ in blocks)
+    if n_chunks == 1:
+        assert blocks == []  # one block, run in this thread
+    else:
+        assert len(blocks) == min(3, n_chunks)
+        assert blocks[0][0] == 0 and blocks[-1][1] == n_rows
+        assert all(stop == next_start for (_, stop), (next_start, _) in zip(blocks, blocks[1:]))
+        assert all(start % chunk == 0 for start, _ in blocks)
     monkeypatch.setattr(_threads, "available_cores", lambda: 1)
     np.testing.assert_array_equal(split, net.predict(X))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+def test_objective_in_blocks_does_not_depend_on_workers(split_everything, monkeypatch, dtype, sparse):
+    rng = np.random.RandomState(2)
+    X = rng.uniform(-1, 1, size=(301, UNITS[0]))
+    if sparse:
+        X[X < 0.3] = 0
+        X = sp.csr_matrix(X)
+    Y = np.eye(UNITS[-1])[rng.randint(UNITS[-1], size=301)]
+    weights = rng.uniform(0.5, 2, size=301)
+    net = fitted_network(dtype)
+    assert len(net._objective_workspace(301).blocks) == 2
+    loss, grad = net.loss_and_gradient(X, Y, weights, alpha=0.1)
+    monkeypatch.setattr(_threads, "available_cores", lambda: 1)  # blocks in turn
+    loss_in_turn, grad_in_turn = net.loss_and_gradient(X, Y, weights, alpha=0.1)
+    assert loss == loss_in_turn
+    np.testing.assert_array_equal(grad, grad_in_turn)
+    monkeypatch.setattr("fastbp._network._OBJECTIVE_BLOCKS", 1)  # one block: the same up to rounding
+    loss_whole, grad_whole = net.loss_and_gradient(X, Y, weights, alpha=0.1)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(loss_whole, loss, rtol=tol)
+    np.testing.assert_allclose(grad_whole, grad, rtol=tol, atol=tol * np.abs(grad).max())
 
 
 def test_row_workers_rules(monkeypatch):
     monkeypatch.setenv("FASTBP_BLAS_THREADS", "auto")
     monkeypatch.setattr(_threads, "available_cores", lambda: 4)
-    big = _threads.PARALLEL_PREDICTION  # multiply-adds of one 1-1-1 row... per row: 2
+    big = _threads.PARALLEL_WORK  # rows of a 1-1-1 network do 2 multiply-adds each
     assert _threads.row_workers(big // 2, (1, 1, 1), concurrent=False) == 4
     assert _threads.row_workers(big // 2 - 1, (1, 1, 1), concurrent=False) == 1  # too little work
     assert _threads.row_workers(big // 2, (1, 1, 1), concurrent=True) == 1  # another fastbp call runs
@@ -71,7 +98,7 @@ def test_row_workers_rules(monkeypatch):
     assert _threads.row_workers(big, (1, 1, 1), concurrent=False) == 1  # forced BLAS threads
 
 
-def test_failing_block_raises_after_every_block_finished(split_everything):
+def test_failing_block_raises_after_every_block_finished():
     finished = []
     release = threading.Event()
 
@@ -83,8 +110,14 @@ def test_failing_block_raises_after_every_block_finished(split_everything):
 
     threading.Timer(0.2, release.set).start()
     with pytest.raises(ValueError, match="block 0 failed"):
-        _threads.run_row_blocks(process, 9, (1, 1), 3)
+        _threads._run_in_pool(process, [0, 3, 6, 9])
     assert sorted(finished) == [3, 6]
+
+
+def test_chunk_blocks():
+    assert _threads.chunk_blocks(10, 3, 2) == [0, 6, 10]  # chunks 0-3-6-9-10, two per block
+    assert _threads.chunk_blocks(10, 3, 9) == [0, 3, 6, 9, 10]  # no more blocks than chunks
+    assert _threads.chunk_blocks(5, 10, 4) == [0, 5]
 
 
 def _predict_in_child(queue):
