@@ -120,11 +120,12 @@ class _KernelCache(FunctionCache):
 REASSOCIATE = frozenset({"reassoc"})
 
 
-def jit(func=None, *, fastmath=False):
+def jit(func=None, *, fastmath=False, internal=False):
     """Compile ``func`` in nopython mode with the house options and cache.
 
-    Use as ``@jit``, or as ``@jit(fastmath=REASSOCIATE)`` for a reduction
-    that should vectorise.
+    Use as ``@jit``, as ``@jit(fastmath=REASSOCIATE)`` for a reduction that
+    should vectorise, or as ``@jit(internal=True)`` for a helper that only
+    other kernels call.
 
     Parameters
     ----------
@@ -132,6 +133,11 @@ def jit(func=None, *, fastmath=False):
         A pure function on arrays and scalars.
     fastmath : bool or frozenset of str, default=False
         LLVM fast-math flags; only :data:`REASSOCIATE` is used here.
+    internal : bool, default=False
+        Compile no CPython wrapper, so the function cannot be called from
+        Python; the wrappers of the helpers cost ~0.8 s of a default fit's
+        first compile (measured 16.0 -> 14.6 s together with predict
+        calling ``forward_recording`` directly).
 
     Returns
     -------
@@ -139,8 +145,10 @@ def jit(func=None, *, fastmath=False):
         The compiled function, cached on disk when a location is writable.
     """
     if func is None:
-        return lambda f: jit(f, fastmath=fastmath)
+        return lambda f: jit(f, fastmath=fastmath, internal=internal)
     options = dict(_JIT_OPTIONS, fastmath=set(fastmath) if fastmath else False)
+    if internal:
+        options["no_cpython_wrapper"] = True
     dispatcher = numba.njit(**options)(func)
     if CACHE_DIR is not None:
         dispatcher._cache = _KernelCache(func)

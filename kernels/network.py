@@ -30,7 +30,7 @@ INTERCEPT_OFFSET = 3
 ACTIVATION = 4
 
 
-@jit
+@jit(internal=True)
 def coef_view(params, layers, l):
     """Weights ``W[l]`` as a (fan_in, fan_out) view of the flat buffer."""
     fan_in = layers[l, FAN_IN]
@@ -39,14 +39,14 @@ def coef_view(params, layers, l):
     return params[start : start + fan_in * fan_out].reshape((fan_in, fan_out))
 
 
-@jit
+@jit(internal=True)
 def intercept_view(params, layers, l):
     """Intercepts ``b[l]`` as a view of the flat buffer."""
     start = layers[l, INTERCEPT_OFFSET]
     return params[start : start + layers[l, FAN_OUT]]
 
 
-@jit
+@jit(internal=True)
 def unit_view(buffer, layers, l, capacity, n_rows):
     """Rows ``0..n_rows`` of layer ``l``'s block of a work buffer (acts or deltas)."""
     start = 0
@@ -56,7 +56,7 @@ def unit_view(buffer, layers, l, capacity, n_rows):
     return buffer[start : start + n_rows * n_units].reshape((n_rows, n_units))
 
 
-@jit
+@jit(internal=True)
 def copy_rows(source, rows, target):
     """``target[k] = source[rows[k]]`` for every k, as plain loops.
 
@@ -71,7 +71,7 @@ def copy_rows(source, rows, target):
             target[k, j] = source[r, j]
 
 
-@jit
+@jit(internal=True)
 def copy_into(source, target):
     """``target[:, :] = source`` for 2-D arrays of one shape, as plain loops (see :func:`copy_rows`)."""
     for i in range(source.shape[0]):
@@ -79,7 +79,7 @@ def copy_into(source, target):
             target[i, j] = source[i, j]
 
 
-@jit
+@jit(internal=True)
 def csr_rows_dot(data, indices, indptr, rows, W, out):
     """``out = X[rows] @ W`` for a CSR matrix X, touching only its non-zeros."""
     n_cols = W.shape[1]
@@ -94,7 +94,7 @@ def csr_rows_dot(data, indices, indptr, rows, W, out):
                 out[k, j] += value * W[c, j]
 
 
-@jit
+@jit(internal=True)
 def csr_rows_transpose_dot(data, indices, indptr, rows, delta, out):
     """``out = X[rows]^T @ delta`` for a CSR matrix X, touching only its non-zeros."""
     out[:, :] = 0
@@ -240,7 +240,7 @@ def squared_coef_norm(params, layers):
     return squared_sum(params, layers[0, INTERCEPT_OFFSET])
 
 
-@jit(fastmath=REASSOCIATE)  # a vectorised sum: the order of its terms may change
+@jit(fastmath=REASSOCIATE, internal=True)  # a vectorised sum: the order of its terms may change
 def squared_sum(values, n):
     """``sum(values[:n] ** 2)`` in float64 (the weights come first in the flat buffer)."""
     total = 0.0

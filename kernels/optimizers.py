@@ -24,7 +24,7 @@ SGD = 0
 ADAM = 1
 
 
-@jit
+@jit(internal=True)
 def _sgd_element(params, velocity, k, g, learning_rate, momentum, nesterov):
     """SGD step of parameter k with gradient g."""
     v = momentum * velocity[k] - learning_rate * g
@@ -35,7 +35,7 @@ def _sgd_element(params, velocity, k, g, learning_rate, momentum, nesterov):
         params[k] += v
 
 
-@jit
+@jit(internal=True)
 def _adam_element(params, first_moment, second_moment, k, g, lr_t, b1, b2, one_minus_b1, one_minus_b2, eps):
     """Adam step of parameter k with gradient g."""
     m = b1 * first_moment[k] + one_minus_b1 * g
@@ -45,7 +45,7 @@ def _adam_element(params, first_moment, second_moment, k, g, lr_t, b1, b2, one_m
     params[k] += -lr_t * m / (np.sqrt(v) + eps)
 
 
-@jit
+@jit(internal=True)
 def _adam_rates(dtype_array, step, learning_rate, beta_1, beta_2, epsilon):
     """Step size ``lr_t`` (float64) and the moments' constants in the parameters' dtype."""
     lr_t = learning_rate * np.sqrt(1 - beta_2 ** np.float64(step)) / (1 - beta_1 ** np.float64(step))
@@ -89,7 +89,7 @@ def adam_step(params, grads, first_moment, second_moment, step, learning_rate, b
         _adam_element(params, first_moment, second_moment, k, grads[k], lr_t, b1, b2, c1, c2, eps)
 
 
-@jit
+@jit(internal=True)
 def sgd_update(params, raw_grads, velocity, learning_rate, momentum, nesterov,
                alpha, weight_sum, n_coefs, fit_intercepts):
     """Finish the raw gradient and take an SGD step in one pass; return ``||W||^2`` before it.
@@ -126,7 +126,7 @@ def sgd_update(params, raw_grads, velocity, learning_rate, momentum, nesterov,
     return penalty
 
 
-@jit
+@jit(internal=True)
 def adam_update(params, raw_grads, first_moment, second_moment, step, learning_rate, beta_1,
                 beta_2, epsilon, alpha, weight_sum, n_coefs, fit_intercepts):
     """Finish the raw gradient and take an Adam step in one pass; return ``||W||^2`` before it.

@@ -42,7 +42,7 @@ EPSILON = 5
 N_HYPER = 6
 
 
-@jit
+@jit(internal=True)
 def raw_batch_gradient(
     Xb, data, indices, indptr, rows, sparse, Yb, swb, params, layers, acts, deltas,
     capacity, grads, loss_code, eps, zs, dAs,
@@ -77,7 +77,7 @@ def raw_batch_gradient(
     return data_loss, weight_sum
 
 
-@jit
+@jit(internal=True)
 def reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale):
     """The objective as scikit-learn reports it: ``loss_scale * L / S + alpha / 2 * ||W||^2 / S``."""
     return loss_scale * data_loss / weight_sum + 0.5 * alpha * penalty / weight_sum
@@ -469,5 +469,7 @@ def predict(X, data, indices, indptr, sparse, params, layers, acts, rows, capaci
         for k in range(stop - start):
             chunk_rows[k] = start + k
         X_chunk = X[:0] if sparse else X[start:stop]
-        output = forward(X_chunk, data, indices, indptr, chunk_rows, sparse, params, layers, acts, capacity)
+        output = forward_recording(  # the training kernel's specialisation: no other to compile
+            X_chunk, data, indices, indptr, chunk_rows, sparse, params, layers, acts, capacity, None
+        )
         copy_into(output, out[start:stop])
