@@ -20,6 +20,7 @@ BACKGROUND.md, with rows as samples:
 
 import numpy as np
 
+from ._arrays import matrix_view
 from ._jit import REASSOCIATE, jit
 from .activations import IDENTITY, add_bias_and_activate, multiply_by_derivative
 
@@ -36,7 +37,7 @@ def coef_view(params, layers, l):
     fan_in = layers[l, FAN_IN]
     fan_out = layers[l, FAN_OUT]
     start = layers[l, COEF_OFFSET]
-    return params[start : start + fan_in * fan_out].reshape((fan_in, fan_out))
+    return matrix_view(params[start : start + fan_in * fan_out], fan_in, fan_out)
 
 
 @jit(internal=True)
@@ -53,7 +54,7 @@ def unit_view(buffer, layers, l, capacity, n_rows):
     for k in range(l):
         start += capacity * layers[k, FAN_OUT]
     n_units = layers[l, FAN_OUT]
-    return buffer[start : start + n_rows * n_units].reshape((n_rows, n_units))
+    return matrix_view(buffer[start : start + n_rows * n_units], n_rows, n_units)
 
 
 @jit(internal=True)

@@ -10,6 +10,7 @@ one compiled specialisation per dtype serves dense and sparse data.
 
 import numpy as np
 
+from ._arrays import matrix_view
 from ._jit import jit
 from .activations import add_bias_and_activate, multiply_by_derivative
 from .losses import output_delta, weighted_loss_sum
@@ -248,8 +249,8 @@ fit_intercepts, solver, hyper, state_a, state_b, step_counter
     n_coefs = layers[0, INTERCEPT_OFFSET]
     n_units = acts.shape[0]
     out_start = n_units - layers[n_layers - 1, FAN_OUT]
-    output = acts[out_start:].reshape((1, n_units - out_start))
-    out_delta = deltas[out_start:].reshape((1, n_units - out_start))
+    output = matrix_view(acts[out_start:], 1, n_units - out_start)
+    out_delta = matrix_view(deltas[out_start:], 1, n_units - out_start)
     lr_t, b1, b2, c1, c2, adam_eps = 0.0, zero, zero, zero, zero, zero
     # sgd keeps no second moment: any array of the parameters' size stands in
     second_moment = state_b if solver == ADAM else state_a
@@ -261,7 +262,7 @@ fit_intercepts, solver, hyper, state_a, state_b, step_counter
         for l in range(n_layers):
             fan_in, fan_out = layers[l, FAN_IN], layers[l, FAN_OUT]
             coef_start = layers[l, COEF_OFFSET]
-            W = params[coef_start : coef_start + fan_in * fan_out].reshape((fan_in, fan_out))
+            W = matrix_view(params[coef_start : coef_start + fan_in * fan_out], fan_in, fan_out)
             Z = acts[unit_start : unit_start + fan_out]
             if fan_out >= NARROW_LAYER:
                 Z[:] = zero
@@ -276,7 +277,7 @@ fit_intercepts, solver, hyper, state_a, state_b, step_counter
                         total += A_prev[i] * W[i, j]
                     Z[j] = total
             bias = params[layers[l, INTERCEPT_OFFSET] : layers[l, INTERCEPT_OFFSET] + fan_out]
-            add_bias_and_activate(Z.reshape((1, fan_out)), bias, layers[l, ACTIVATION])
+            add_bias_and_activate(matrix_view(Z, 1, fan_out), bias, layers[l, ACTIVATION])
             A_prev = Z
             unit_start += fan_out
         Y_row = Y[r : r + 1]
@@ -305,9 +306,9 @@ fit_intercepts, solver, hyper, state_a, state_b, step_counter
                 delta_prev = deltas[:0]
             # 2-D views indexed by loop counters: no negative-index checks, so the loops vectorise
             n_coefs_l = fan_in * fan_out
-            W = params[coef_start : coef_start + n_coefs_l].reshape((fan_in, fan_out))
-            W_a = state_a[coef_start : coef_start + n_coefs_l].reshape((fan_in, fan_out))
-            W_b = second_moment[coef_start : coef_start + n_coefs_l].reshape((fan_in, fan_out))
+            W = matrix_view(params[coef_start : coef_start + n_coefs_l], fan_in, fan_out)
+            W_a = matrix_view(state_a[coef_start : coef_start + n_coefs_l], fan_in, fan_out)
+            W_b = matrix_view(second_moment[coef_start : coef_start + n_coefs_l], fan_in, fan_out)
             if fan_out >= NARROW_LAYER:
                 for i in range(fan_in):
                     if l > 0:
@@ -353,7 +354,7 @@ fit_intercepts, solver, hyper, state_a, state_b, step_counter
                     _sgd_element(b, b_a, j, g, learning_rate, momentum, nesterov)
             if l > 0:
                 multiply_by_derivative(
-                    A_prev.reshape((1, fan_in)), delta_prev.reshape((1, fan_in)), layers[l - 1, ACTIVATION]
+                    matrix_view(A_prev, 1, fan_in), matrix_view(delta_prev, 1, fan_in), layers[l - 1, ACTIVATION]
                 )
         loss_sum += reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale)
     return loss_sum

@@ -7,6 +7,7 @@ reading memory it did not write shows up as a NaN in its result. The
 reference itself is first checked against scikit-learn, the project's oracle.
 """
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -821,3 +822,25 @@ def test_train_epoch_with_non_finite_params_does_not_raise(rng, dtype, solver):
     loss_sum = kernel_train_epoch(p, order, 4, 0.1, True, False, kind, hyper, state_a, state_b, t)
     assert not np.isfinite(loss_sum)
     assert np.isnan(p.params).any()
+
+
+# --------------------------------------------------------------------------
+# The 2-D view helper
+# --------------------------------------------------------------------------
+
+
+@dtypes
+def test_matrix_view_is_a_c_ordered_view_and_checks_its_size(dtype):
+    from fastbp.kernels._arrays import matrix_view
+
+    view = numba.njit(lambda flat, n_rows, n_cols: matrix_view(flat, n_rows, n_cols))
+    flat = np.arange(12, dtype=dtype)
+    got = view(flat[3:9], 2, 3)
+    assert_array_equal(got, flat[3:9].reshape(2, 3))
+    assert got.flags.c_contiguous and np.shares_memory(got, flat)
+    got[1, 2] = -1  # a view: writes reach the buffer
+    assert flat[8] == -1
+    assert view(flat[:0], 0, 5).shape == (0, 5)
+    for n_rows, n_cols in [(4, 2), (1, 5), (-2, -3)]:
+        with pytest.raises(ValueError, match="n_rows \\* n_cols"):
+            view(flat[3:9], n_rows, n_cols)
