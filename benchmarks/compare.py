@@ -11,7 +11,8 @@ when importable, an equivalent PyTorch CPU loop and a JAX loop whose epoch is
 one ``jax.jit``-compiled ``lax.scan`` (``peers.py``). Every library first
 warms up (fastbp and Numba compile on a small slice of the same dtype and
 layout; JAX compiles ahead of time for the real shapes, timed and reported
-apart), then fits ``--repeat`` times; the median is reported.
+apart); then, ``--repeat`` times, every library fits once in turn (so a slow
+spell of the machine hits all of them), and the median is reported.
 
 Also reported:
 
@@ -327,33 +328,69 @@ def gemm_rates(dtypes, quick):
 # --------------------------------------------------------------------------- in-process timing
 
 
-def time_library(library, name, workload, X, y, repeat):
-    runner = make_runner(library, workload)
-    t = time.perf_counter()
-    runner.warm_up(X, y)
-    warm_up_seconds = time.perf_counter() - t
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        t = time.perf_counter()
-        runner.fit(X, y)
-        times.append(time.perf_counter() - t)
-        log(f"  {name:12s} {library:8s} fit {times[-1]:9.3f} s")
-    result = {
-        "fit_seconds": statistics.median(times), "fit_all": times,
-        "warm_up_seconds": warm_up_seconds, "compile_seconds": runner.compile_seconds,
-        "score": runner.score(X, y), "n_iter": int(runner.n_iter_),
-    }
-    if library in ("fastbp", "sklearn"):
-        runner.predict(X)
-        ptimes = []
-        for _ in range(max(3, repeat)):
+def time_workload(name, workload, X, y, libraries, repeat):
+    """Time every library on one workload, the libraries taking turns.
+
+    Every library warms up, then each of ``repeat`` rounds fits every library
+    once, in turn, and the median is reported; predictions of fastbp and
+    scikit-learn alternate the same way. Taking turns, rather than timing one
+    library's fits then the next's, spreads a slow spell of the machine (a
+    busy neighbour on a VM) over all libraries instead of one.
+
+    Returns
+    -------
+    results : dict
+        Per library: timings, score and n_iter_, or ``{"error": ...}``.
+    """
+    runners, results = {}, {}
+
+    def failed(lib, exc):  # report and go on with the other libraries
+        traceback.print_exc()
+        results[lib] = {"error": f"{type(exc).__name__}: {exc}"}
+        runners.pop(lib, None)
+
+    for lib in libraries:
+        try:
+            runner = make_runner(lib, workload)
             t = time.perf_counter()
-            runner.predict(X)
-            ptimes.append(time.perf_counter() - t)
-        result["predict_seconds"] = statistics.median(ptimes)
-        result["predict_rows_per_s"] = X.shape[0] / result["predict_seconds"]
-    return result
+            runner.warm_up(X, y)
+            results[lib] = {"warm_up_seconds": time.perf_counter() - t, "fit_all": []}
+            runners[lib] = runner
+        except Exception as exc:
+            failed(lib, exc)
+    for _ in range(repeat):
+        for lib, runner in list(runners.items()):
+            try:
+                gc.collect()
+                t = time.perf_counter()
+                runner.fit(X, y)
+                results[lib]["fit_all"].append(time.perf_counter() - t)
+                log(f"  {name:12s} {lib:8s} fit {results[lib]['fit_all'][-1]:9.3f} s")
+            except Exception as exc:
+                failed(lib, exc)
+    for lib, runner in list(runners.items()):
+        try:
+            results[lib].update(
+                fit_seconds=statistics.median(results[lib]["fit_all"]),
+                compile_seconds=runner.compile_seconds,
+                score=runner.score(X, y),
+                n_iter=int(runner.n_iter_),
+            )
+        except Exception as exc:
+            failed(lib, exc)
+    predictors = [lib for lib in ("fastbp", "sklearn") if lib in runners]
+    for lib in predictors:
+        runners[lib].predict(X)
+        results[lib]["predict_all"] = []
+    for _ in range(max(3, repeat)):
+        for lib in predictors:
+            t = time.perf_counter()
+            runners[lib].predict(X)
+            results[lib]["predict_all"].append(time.perf_counter() - t)
+    for lib in predictors:
+        results[lib]["predict_seconds"] = statistics.median(results[lib]["predict_all"])
+        results[lib]["predict_rows_per_s"] = X.shape[0] / results[lib]["predict_seconds"]
+    return results
 
 
 # --------------------------------------------------------------------------- subprocess measurements
@@ -542,7 +579,8 @@ def report(run):
                f"{run['kernel_sources_hash']})")
     for lib, why in run["unavailable"].items():
         out.append(f"- {lib}: not importable ({why}), left out")
-    out.append(f"- fits per library and workload: {run['repeat']} (median reported), after a warm-up")
+    out.append(f"- fits per library and workload: {run['repeat']} (median reported), after a warm-up; "
+               "the libraries take turns, one fit each per round")
     out.append(f"- torch threads: {run['torch_threads']}")
     ob = ", ".join(f"{k}={env['openblas_env'][k]!r}" for k in OPENBLAS_VARS if env["openblas_env"][k] is not None)
     out.append(f"- OpenBLAS environment: {ob or 'OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset'}")
@@ -813,14 +851,8 @@ def main(argv=None):
         X, y = get_data(name, args.quick)
         log(f"{name}: X {X.shape} {X.dtype} {'CSR' if sp.issparse(X) else 'dense'}, "
             f"{workload.solver}, {workload.max_iter} {'iterations' if workload.solver == 'lbfgs' else 'epochs'}")
-        results[name] = {}
-        for lib in libraries:
-            try:
-                results[name][lib] = time_library(lib, name, workload, X, y, args.repeat)
-            except Exception as exc:  # report and go on with the other libraries
-                traceback.print_exc()
-                results[name][lib] = {"error": f"{type(exc).__name__}: {exc}"}
-            gc.collect()
+        results[name] = time_workload(name, workload, X, y, libraries, args.repeat)
+        gc.collect()
         n_passes = get(results, name, "fastbp", "n_iter") if workload.solver == "lbfgs" else None
         flops = training_flops(name, workload, X.shape[0], n_passes)
         seconds = flops / (run["gemm"][workload.dtype]["best"] * 1e9)
