@@ -175,10 +175,19 @@ def _run_in_turn(process, bounds):
 
 
 def _run_in_pool(process, bounds):
-    """``process(start, stop)`` for each block on the worker threads; waits for all."""
+    """``process(start, stop)`` for each block, the first in this thread, the others on workers.
+
+    Waits for every block, even when one fails, then raises the first error.
+    """
     pool = _worker_pool()
-    futures = [pool.submit(process, start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
-    errors = [future.exception() for future in futures]
+    blocks = list(zip(bounds[:-1], bounds[1:]))
+    futures = [pool.submit(process, start, stop) for start, stop in blocks[1:]]
+    errors = []
+    try:
+        process(*blocks[0])
+    except Exception as exc:
+        errors.append(exc)
+    errors += [future.exception() for future in futures]
     for error in errors:
         if error is not None:
             raise error
