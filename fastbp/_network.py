@@ -16,9 +16,8 @@ import scipy.sparse as sp
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import _check_sample_weight
 
-from . import kernels
+from . import _threads, kernels
 from ._solvers import StochasticOptimizer, run_epoch
-from . import _threads
 from ._threads import chunk_blocks, kernel_threads, multiply_adds_per_row, row_blocks
 
 HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
@@ -128,7 +127,7 @@ def prediction_chunk_rows(n_samples, layer_units):
 
     At least :data:`_PREDICTION_CHUNKS` chunks (of at least
     ``_threads.MIN_BLOCK_ROWS`` rows) when there are rows enough, so that
-    worker threads can share them (see ``_threads.run_row_blocks``). The
+    worker threads can share them (see ``_threads.row_blocks``). The
     size depends only on the data's length and the network, never on the
     machine, so neither do the results.
     """
@@ -399,7 +398,6 @@ class Network:
         if n_samples == 0:
             return out
         dense, data, indices, indptr, sparse = X_input.arrays
-
         chunk = prediction_chunk_rows(n_samples, self.layer_units)
 
         def predict_rows(start, stop):
