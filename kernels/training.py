@@ -1,11 +1,14 @@
 """Whole-epoch, whole-dataset and prediction loops: one compiled call each.
 
 ``train_epoch`` runs every mini-batch of an epoch (gather rows by index,
-forward, loss, backward, optimizer step) with no Python in between;
-``loss_and_gradient`` evaluates the full-data objective and its gradient for
-L-BFGS; ``predict`` runs the forward pass over the data in chunks. All take
-the input both as a dense array and as CSR arrays plus a ``sparse`` flag, so
-one compiled specialisation per dtype serves dense and sparse data.
+forward, loss, backward, optimizer step) with no Python in between, and
+``train_epoch_one_row`` does the same for mini-batches of one dense row;
+``loss_and_gradient`` (``raw_loss_and_gradient`` then
+``finish_loss_and_gradient``) evaluates the full-data objective and its
+gradient for L-BFGS; ``predict`` runs the forward pass over the data in
+chunks. All but the one-row kernel take the input both as a dense array and
+as CSR arrays plus a ``sparse`` flag, so one compiled specialisation per
+dtype serves dense and sparse data.
 """
 
 import numpy as np
