@@ -25,7 +25,7 @@ ADAM = 1
 
 
 @jit(internal=True)
-def _sgd_element(params, velocity, k, g, learning_rate, momentum, nesterov):
+def sgd_element(params, velocity, k, g, learning_rate, momentum, nesterov):
     """SGD step of parameter k with gradient g."""
     v = momentum * velocity[k] - learning_rate * g
     velocity[k] = v
@@ -36,7 +36,7 @@ def _sgd_element(params, velocity, k, g, learning_rate, momentum, nesterov):
 
 
 @jit(internal=True)
-def _adam_element(params, first_moment, second_moment, k, g, lr_t, b1, b2, one_minus_b1, one_minus_b2, eps):
+def adam_element(params, first_moment, second_moment, k, g, lr_t, b1, b2, one_minus_b1, one_minus_b2, eps):
     """Adam step of parameter k with gradient g."""
     m = b1 * first_moment[k] + one_minus_b1 * g
     v = b2 * second_moment[k] + one_minus_b2 * (g * g)
@@ -46,7 +46,7 @@ def _adam_element(params, first_moment, second_moment, k, g, lr_t, b1, b2, one_m
 
 
 @jit(internal=True)
-def _adam_rates(dtype_array, step, learning_rate, beta_1, beta_2, epsilon):
+def adam_rates(dtype_array, step, learning_rate, beta_1, beta_2, epsilon):
     """Step size ``lr_t`` (float64) and the moments' constants in the parameters' dtype."""
     lr_t = learning_rate * np.sqrt(1 - beta_2 ** np.float64(step)) / (1 - beta_1 ** np.float64(step))
     cast = dtype_array.dtype.type
@@ -67,7 +67,7 @@ def sgd_step(params, grads, velocity, learning_rate, momentum, nesterov):
         Whether to take Nesterov's look-ahead step.
     """
     for k in range(params.shape[0]):
-        _sgd_element(params, velocity, k, grads[k], learning_rate, momentum, nesterov)
+        sgd_element(params, velocity, k, grads[k], learning_rate, momentum, nesterov)
 
 
 @jit
@@ -84,9 +84,9 @@ def adam_step(params, grads, first_moment, second_moment, step, learning_rate, b
         Adam's hyper-parameters (float64; the moments use them in the
         parameters' dtype).
     """
-    lr_t, b1, b2, c1, c2, eps = _adam_rates(params, step, learning_rate, beta_1, beta_2, epsilon)
+    lr_t, b1, b2, c1, c2, eps = adam_rates(params, step, learning_rate, beta_1, beta_2, epsilon)
     for k in range(params.shape[0]):
-        _adam_element(params, first_moment, second_moment, k, grads[k], lr_t, b1, b2, c1, c2, eps)
+        adam_element(params, first_moment, second_moment, k, grads[k], lr_t, b1, b2, c1, c2, eps)
 
 
 @jit(internal=True)
@@ -116,13 +116,13 @@ def sgd_update(params, raw_grads, velocity, learning_rate, momentum, nesterov,
     penalty = squared_sum(params, n_coefs)
     for k in range(n_coefs):
         g = (raw_grads[k] + alpha * params[k]) / weight_sum
-        _sgd_element(params, velocity, k, g, learning_rate, momentum, nesterov)
+        sgd_element(params, velocity, k, g, learning_rate, momentum, nesterov)
     if fit_intercepts:
         for k in range(n_coefs, params.shape[0]):
-            _sgd_element(params, velocity, k, raw_grads[k] / weight_sum, learning_rate, momentum, nesterov)
+            sgd_element(params, velocity, k, raw_grads[k] / weight_sum, learning_rate, momentum, nesterov)
     else:
         for k in range(n_coefs, params.shape[0]):
-            _sgd_element(params, velocity, k, weight_sum * 0, learning_rate, momentum, nesterov)
+            sgd_element(params, velocity, k, weight_sum * 0, learning_rate, momentum, nesterov)
     return penalty
 
 
@@ -133,16 +133,16 @@ def adam_update(params, raw_grads, first_moment, second_moment, step, learning_r
 
     Arguments are those of :func:`adam_step` and :func:`sgd_update`.
     """
-    lr_t, b1, b2, c1, c2, eps = _adam_rates(params, step, learning_rate, beta_1, beta_2, epsilon)
+    lr_t, b1, b2, c1, c2, eps = adam_rates(params, step, learning_rate, beta_1, beta_2, epsilon)
     penalty = squared_sum(params, n_coefs)
     for k in range(n_coefs):
         g = (raw_grads[k] + alpha * params[k]) / weight_sum
-        _adam_element(params, first_moment, second_moment, k, g, lr_t, b1, b2, c1, c2, eps)
+        adam_element(params, first_moment, second_moment, k, g, lr_t, b1, b2, c1, c2, eps)
     if fit_intercepts:
         for k in range(n_coefs, params.shape[0]):
             g = raw_grads[k] / weight_sum
-            _adam_element(params, first_moment, second_moment, k, g, lr_t, b1, b2, c1, c2, eps)
+            adam_element(params, first_moment, second_moment, k, g, lr_t, b1, b2, c1, c2, eps)
     else:
         for k in range(n_coefs, params.shape[0]):
-            _adam_element(params, first_moment, second_moment, k, weight_sum * 0, lr_t, b1, b2, c1, c2, eps)
+            adam_element(params, first_moment, second_moment, k, weight_sum * 0, lr_t, b1, b2, c1, c2, eps)
     return penalty

@@ -34,7 +34,7 @@ from .network import (
     squared_sum,
     unit_view,
 )
-from .optimizers import ADAM, _adam_element, _adam_rates, _sgd_element, adam_update, sgd_update
+from .optimizers import ADAM, adam_element, adam_rates, adam_update, sgd_element, sgd_update
 
 # Positions in the float64 ``hyper`` vector of train_epoch.
 LEARNING_RATE = 0
@@ -292,7 +292,7 @@ fit_intercepts, solver, hyper, state_a, state_b, step_counter
         penalty = squared_sum(params, n_coefs)
         if solver == ADAM:
             step_counter[0] += 1
-            lr_t, b1, b2, c1, c2, adam_eps = _adam_rates(
+            lr_t, b1, b2, c1, c2, adam_eps = adam_rates(
                 params, step_counter[0], hyper[LEARNING_RATE], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]
             )
         # backward, layer by layer from the top, each layer's step fused in
@@ -323,11 +323,11 @@ fit_intercepts, solver, hyper, state_a, state_b, step_counter
                     if solver == ADAM:
                         for j in range(fan_out):
                             g = (a * delta[j] + typed_alpha * W[i, j]) / typed_sum
-                            _adam_element(W, W_a, W_b, (i, j), g, lr_t, b1, b2, c1, c2, adam_eps)
+                            adam_element(W, W_a, W_b, (i, j), g, lr_t, b1, b2, c1, c2, adam_eps)
                     else:
                         for j in range(fan_out):
                             g = (a * delta[j] + typed_alpha * W[i, j]) / typed_sum
-                            _sgd_element(W, W_a, (i, j), g, learning_rate, momentum, nesterov)
+                            sgd_element(W, W_a, (i, j), g, learning_rate, momentum, nesterov)
             else:
                 if l > 0:
                     delta_prev[:] = zero
@@ -340,11 +340,11 @@ fit_intercepts, solver, hyper, state_a, state_b, step_counter
                     if solver == ADAM:
                         for i in range(fan_in):
                             g = (A_prev[i] * d + typed_alpha * W[i, j]) / typed_sum
-                            _adam_element(W, W_a, W_b, (i, j), g, lr_t, b1, b2, c1, c2, adam_eps)
+                            adam_element(W, W_a, W_b, (i, j), g, lr_t, b1, b2, c1, c2, adam_eps)
                     else:
                         for i in range(fan_in):
                             g = (A_prev[i] * d + typed_alpha * W[i, j]) / typed_sum
-                            _sgd_element(W, W_a, (i, j), g, learning_rate, momentum, nesterov)
+                            sgd_element(W, W_a, (i, j), g, learning_rate, momentum, nesterov)
             intercept_start = layers[l, INTERCEPT_OFFSET]
             b = params[intercept_start : intercept_start + fan_out]
             b_a = state_a[intercept_start : intercept_start + fan_out]
@@ -352,9 +352,9 @@ fit_intercepts, solver, hyper, state_a, state_b, step_counter
             for j in range(fan_out):
                 g = delta[j] / typed_sum if fit_intercepts else zero
                 if solver == ADAM:
-                    _adam_element(b, b_a, b_b, j, g, lr_t, b1, b2, c1, c2, adam_eps)
+                    adam_element(b, b_a, b_b, j, g, lr_t, b1, b2, c1, c2, adam_eps)
                 else:
-                    _sgd_element(b, b_a, j, g, learning_rate, momentum, nesterov)
+                    sgd_element(b, b_a, j, g, learning_rate, momentum, nesterov)
             if l > 0:
                 multiply_by_derivative(
                     matrix_view(A_prev, 1, fan_in), matrix_view(delta_prev, 1, fan_in), layers[l - 1, ACTIVATION]
