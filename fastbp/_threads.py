@@ -177,7 +177,7 @@ def _run_in_turn(process, bounds):
 def _run_in_pool(process, bounds):
     """``process(start, stop)`` for each block, the first in this thread, the others on workers.
 
-    Waits for every block, even when one fails, then raises the first error.
+    Waits for every block, even when one raises an Exception, then raises the first error.
     """
     pool = _worker_pool()
     blocks = list(zip(bounds[:-1], bounds[1:]))
