@@ -844,3 +844,23 @@ def test_matrix_view_is_a_c_ordered_view_and_checks_its_size(dtype):
     for n_rows, n_cols in [(4, 2), (1, 5), (-2, -3)]:
         with pytest.raises(ValueError, match="n_rows \\* n_cols"):
             view(flat[3:9], n_rows, n_cols)
+
+
+def test_internal_helpers_called_from_python_raise_instead_of_crashing():
+    import importlib
+    import pkgutil
+
+    from fastbp.kernels._jit import _InternalDispatcher
+
+    helpers = {}
+    for info in pkgutil.iter_modules(K.__path__):
+        module = importlib.import_module(f"fastbp.kernels.{info.name}")
+        helpers.update(
+            (name, obj) for name, obj in vars(module).items() if isinstance(obj, _InternalDispatcher)
+        )
+    assert {"squared_sum", "adam_element", "raw_batch_gradient"} <= helpers.keys()
+    for name, helper in helpers.items():
+        with pytest.raises(TypeError, match=f"{name} is an internal kernel helper"):
+            helper(np.ones(4), 4)
+    # the same helper still runs inside a kernel
+    assert numba.njit(lambda values: K.network.squared_sum(values, 3))(np.arange(4.0)) == 5.0
