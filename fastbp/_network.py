@@ -50,19 +50,26 @@ class KernelInput:
             X = X.tocsr()
             index_dtype = np.int32 if X.nnz < np.iinfo(np.int32).max else np.int64
             self.dense = np.empty((0, self.n_features), dtype=dtype)
-            self.data = np.ascontiguousarray(X.data, dtype=dtype)
-            self.indices = np.ascontiguousarray(X.indices, dtype=index_dtype)
-            self.indptr = np.ascontiguousarray(X.indptr, dtype=index_dtype)
+            self.csr = (
+                np.ascontiguousarray(X.data, dtype=dtype),
+                np.ascontiguousarray(X.indices, dtype=index_dtype),
+                np.ascontiguousarray(X.indptr, dtype=index_dtype),
+            )
         else:
             self.dense = np.ascontiguousarray(X, dtype=dtype)
-            self.data = np.empty(0, dtype=dtype)
-            self.indices = np.empty(0, dtype=np.int32)
-            self.indptr = np.zeros(1, dtype=np.int32)
+            self.csr = None
 
     @property
     def arrays(self):
-        """The ``(X, data, indices, indptr, sparse)`` arguments of a kernel."""
-        return self.dense, self.data, self.indices, self.indptr, self.sparse
+        """The ``(X, csr)`` arguments of a kernel (X is a dummy for CSR input)."""
+        return self.dense, self.csr
+
+    def row_block(self, start, stop):
+        """The ``(X, csr)`` arguments of a kernel for the rows ``start:stop``."""
+        if self.csr is None:
+            return self.dense[start:stop], None
+        data, indices, indptr = self.csr
+        return self.dense, (data, indices, indptr[start : stop + 1])
 
 
 def available_memory():
@@ -397,15 +404,13 @@ class Network:
             out = np.empty((n_samples, self.layer_units[-1]), dtype=self.dtype)
         if n_samples == 0:
             return out
-        dense, data, indices, indptr, sparse = X_input.arrays
         chunk = prediction_chunk_rows(n_samples, self.layer_units)
 
         def predict_rows(start, stop):
             # a block shorter than a chunk is one (the last) chunk
             work = Workspace(self, min(chunk, stop - start), with_batch=False)
             kernels.predict(
-                dense if sparse else dense[start:stop], data, indices,
-                indptr[start : stop + 1] if sparse else indptr, sparse,
+                *X_input.row_block(start, stop),
                 self.params, self.layers, work.acts, work.rows, work.capacity, out[start:stop],
             )
 
@@ -448,12 +453,11 @@ class Network:
         if run is None:
             with self._objective_threads(work) as run:
                 return self._objective(X_input, Y, sample_weight, alpha, loss_scale, work, run)
-        dense, data, indices, indptr, sparse = X_input.arrays
         eps = float(np.finfo(self.dtype).eps)
         if len(work.blocks) == 1:
             block = work.blocks[0]
             loss = kernels.loss_and_gradient(
-                dense, data, indices, indptr, sparse, Y, sample_weight, self.params, self.layers,
+                *X_input.arrays, Y, sample_weight, self.params, self.layers,
                 block.acts, block.deltas, block.grads, block.scratch, block.rows, block.capacity,
                 float(alpha), self.loss_code, float(loss_scale), eps, self.bias,
             )
@@ -463,11 +467,9 @@ class Network:
         def raw_block(start, stop):
             block = work.blocks[work.bounds.index(start)]
             sums[start] = kernels.raw_loss_and_gradient(
-                dense if sparse else dense[start:stop], data, indices,
-                indptr[start : stop + 1] if sparse else indptr, sparse,
-                Y[start:stop], sample_weight[start:stop], self.params, self.layers,
-                block.acts, block.deltas, block.grads, block.scratch, block.rows, block.capacity,
-                self.loss_code, eps,
+                *X_input.row_block(start, stop), Y[start:stop], sample_weight[start:stop],
+                self.params, self.layers, block.acts, block.deltas, block.grads, block.scratch,
+                block.rows, block.capacity, self.loss_code, eps,
             )
 
         run(raw_block, work.bounds)
@@ -596,8 +598,7 @@ class Network:
         zs = np.empty_like(work.acts)
         rows = np.arange(n_rows, dtype=np.int64)
         kernels.forward_recording(
-            X_input.dense, X_input.data, X_input.indices, X_input.indptr, rows, X_input.sparse,
-            self.params, self.layers, work.acts, work.capacity, zs,
+            *X_input.arrays, rows, self.params, self.layers, work.acts, work.capacity, zs,
         )
         inputs = X if X_input.sparse else X_input.dense
         return self._split_rows(zs, n_rows), [inputs] + self._split_rows(work.acts, n_rows)
@@ -632,9 +633,8 @@ class Network:
         zs, dAs = np.empty_like(work.acts), np.zeros_like(work.deltas)
         rows = np.arange(n_rows, dtype=np.int64)
         loss = kernels.batch_loss_and_gradient_recording(
-            X_input.dense, X_input.data, X_input.indices, X_input.indptr, rows, X_input.sparse,
-            Y, sample_weight, self.params, self.layers, work.acts, work.deltas, work.capacity,
-            work.grads, 0.0 + alpha, self.loss_code, 1.0, float(np.finfo(self.dtype).eps),
+            *X_input.arrays, rows, Y, sample_weight, self.params, self.layers, work.acts, work.deltas,
+            work.capacity, work.grads, 0.0 + alpha, self.loss_code, 1.0, float(np.finfo(self.dtype).eps),
             self.bias, zs, dAs,
         )
         weight_sum = sample_weight.sum(dtype=np.float64)

@@ -65,9 +65,15 @@ class StochasticOptimizer:
         self.state_b = np.zeros(size_b, dtype=dtype)
         self.step_counter = np.zeros(1, dtype=np.int64)
 
-    @property
-    def code(self):
-        return kernels.ADAM if self.solver == "adam" else kernels.SGD
+    def kernel_state(self):
+        """``(velocity, first_moment, second_moment)`` of the training kernels.
+
+        The state of the other solver is None, which makes the solver a
+        compile-time choice in the kernels.
+        """
+        if self.solver == "adam":
+            return None, self.state_a, self.state_b
+        return self.state_a, None, None
 
     def hyper(self):
         """The float64 hyper-parameter vector of ``kernels.train_epoch``."""
@@ -115,7 +121,7 @@ def run_epoch(network, X_input, Y, sample_weight, order, batch_size, work, optim
     common = (
         float(alpha), network.loss_code, float(loss_scale),
         float(np.finfo(network.dtype).eps), network.bias,
-        optimizer.code, optimizer.hyper(), optimizer.state_a, optimizer.state_b,
+        optimizer.hyper(), *optimizer.kernel_state(),
         optimizer.step_counter,
     )
     if batch_size == 1 and not X_input.sparse:

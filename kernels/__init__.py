@@ -15,7 +15,7 @@ from .network import (
     forward_recording,
     squared_coef_norm,
 )
-from .optimizers import ADAM, SGD, adam_step, sgd_step
+from .optimizers import adam_step, sgd_step
 from .training import (
     N_HYPER,
     batch_loss_and_gradient_recording,
@@ -29,12 +29,10 @@ from .training import (
 
 __all__ = [
     "ACTIVATION_CODES",
-    "ADAM",
     "CACHE_DIR",
     "CANONICAL_OUTPUT",
     "LOSS_CODES",
     "N_HYPER",
-    "SGD",
     "SOURCES_HASH",
     "adam_step",
     "add_bias_and_activate",

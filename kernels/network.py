@@ -81,8 +81,9 @@ def copy_into(source, target):
 
 
 @jit(internal=True)
-def csr_rows_dot(data, indices, indptr, rows, W, out):
-    """``out = X[rows] @ W`` for a CSR matrix X, touching only its non-zeros."""
+def csr_rows_dot(csr, rows, W, out):
+    """``out = X[rows] @ W`` for a CSR matrix X = ``csr``, touching only its non-zeros."""
+    data, indices, indptr = csr
     n_cols = W.shape[1]
     for k in range(rows.shape[0]):
         for j in range(n_cols):
@@ -96,8 +97,9 @@ def csr_rows_dot(data, indices, indptr, rows, W, out):
 
 
 @jit(internal=True)
-def csr_rows_transpose_dot(data, indices, indptr, rows, delta, out):
-    """``out = X[rows]^T @ delta`` for a CSR matrix X, touching only its non-zeros."""
+def csr_rows_transpose_dot(csr, rows, delta, out):
+    """``out = X[rows]^T @ delta`` for a CSR matrix X = ``csr``, touching only its non-zeros."""
+    data, indices, indptr = csr
     out[:, :] = 0
     n_cols = delta.shape[1]
     for k in range(rows.shape[0]):
@@ -110,19 +112,20 @@ def csr_rows_transpose_dot(data, indices, indptr, rows, delta, out):
 
 
 @jit
-def forward(Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity):
+def forward(Xb, csr, rows, params, layers, acts, capacity):
     """Forward pass of a batch; ``A[l]`` for l = 1..L is left in ``acts``.
 
     Parameters
     ----------
     Xb : ndarray of shape (n_rows, n_features)
-        Dense input rows (ignored when ``sparse``).
-    data, indices, indptr : ndarray
-        CSR arrays of the whole input (used when ``sparse``).
+        Dense input rows (ignored when ``csr`` is given).
+    csr : tuple of ndarray or None
+        ``(data, indices, indptr)`` of the whole input as a CSR matrix, or
+        None for dense input. None is a compile-time choice: Numba prunes
+        the CSR code from dense specialisations and the dense products
+        from CSR ones.
     rows : ndarray of shape (n_rows,)
-        Row numbers of the batch in the CSR input (used when ``sparse``).
-    sparse : bool
-        Whether the input is the CSR matrix rather than ``Xb``.
+        Row numbers of the batch in the CSR input (used with ``csr``).
     params : ndarray of shape (n_params,)
         Flat parameter buffer.
     layers : ndarray of shape (n_layers, 5)
@@ -137,11 +140,11 @@ def forward(Xb, data, indices, indptr, rows, sparse, params, layers, acts, capac
     output : ndarray of shape (n_rows, n_outputs)
         View of the last layer's activations.
     """
-    return forward_recording(Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity, None)
+    return forward_recording(Xb, csr, rows, params, layers, acts, capacity, None)
 
 
 @jit
-def forward_recording(Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity, zs):
+def forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs):
     """:func:`forward` that also keeps each pre-activation ``Z[l]`` in ``zs`` unless it is None.
 
     ``zs`` has the layout of ``acts``. None is a compile-time choice: Numba
@@ -149,15 +152,15 @@ def forward_recording(Xb, data, indices, indptr, rows, sparse, params, layers, a
     kernels do not compile it. Recording costs one more pass per
     layer and is meant for inspection, not training.
     """
-    n_rows = rows.shape[0] if sparse else Xb.shape[0]
+    n_rows = Xb.shape[0] if csr is None else rows.shape[0]
     A = Xb
     for l in range(layers.shape[0]):
         Z = unit_view(acts, layers, l, capacity, n_rows)
         W = coef_view(params, layers, l)
         if l > 0:
             np.dot(A, W, Z)
-        elif sparse:
-            csr_rows_dot(data, indices, indptr, rows, W, Z)
+        elif csr is not None:
+            csr_rows_dot(csr, rows, W, Z)
         else:
             np.dot(Xb, W, Z)
         bias = intercept_view(params, layers, l)
@@ -171,7 +174,7 @@ def forward_recording(Xb, data, indices, indptr, rows, sparse, params, layers, a
 
 
 @jit
-def backward(Xb, data, indices, indptr, rows, sparse, params, layers, acts, deltas, capacity, grads):
+def backward(Xb, csr, rows, params, layers, acts, deltas, capacity, grads):
     """Back-propagate the output error already in ``deltas``; raw sums into ``grads``.
 
     ``grads`` receives ``A[l-1]^T dZ[l]`` for every weight and the column sums
@@ -179,28 +182,24 @@ def backward(Xb, data, indices, indptr, rows, sparse, params, layers, acts, delt
     term and the division by the weight sum are applied by
     :func:`finalize_gradient`. Arguments are those of :func:`forward`.
     """
-    backward_recording(
-        Xb, data, indices, indptr, rows, sparse, params, layers, acts, deltas, capacity, grads, None
-    )
+    backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, None)
 
 
 @jit
-def backward_recording(
-    Xb, data, indices, indptr, rows, sparse, params, layers, acts, deltas, capacity, grads, dAs,
-):
+def backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, dAs):
     """:func:`backward` that also keeps ``dA[l] = dZ[l+1] W[l+1]^T`` of hidden layers in ``dAs`` unless it is None.
 
     ``dAs`` has the layout of ``deltas``; the output layer's block is left
     alone (it is the loss's derivative, not a back-propagated one).
     """
-    n_rows = rows.shape[0] if sparse else Xb.shape[0]
+    n_rows = Xb.shape[0] if csr is None else rows.shape[0]
     for l in range(layers.shape[0] - 1, -1, -1):
         delta = unit_view(deltas, layers, l, capacity, n_rows)
         grad_W = coef_view(grads, layers, l)
         if l > 0:
             np.dot(unit_view(acts, layers, l - 1, capacity, n_rows).T, delta, grad_W)
-        elif sparse:
-            csr_rows_transpose_dot(data, indices, indptr, rows, delta, grad_W)
+        elif csr is not None:
+            csr_rows_transpose_dot(csr, rows, delta, grad_W)
         else:
             np.dot(Xb.T, delta, grad_W)
         grad_b = intercept_view(grads, layers, l)

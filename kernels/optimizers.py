@@ -20,9 +20,6 @@ import numpy as np
 from ._jit import jit
 from .network import squared_sum
 
-SGD = 0
-ADAM = 1
-
 
 @jit(internal=True)
 def sgd_element(params, velocity, k, g, learning_rate, momentum, nesterov):

@@ -6,9 +6,10 @@ forward, loss, backward, optimizer step) with no Python in between, and
 ``loss_and_gradient`` (``raw_loss_and_gradient`` then
 ``finish_loss_and_gradient``) evaluates the full-data objective and its
 gradient for L-BFGS; ``predict`` runs the forward pass over the data in
-chunks. All but the one-row kernel take the input both as a dense array and
-as CSR arrays plus a ``sparse`` flag, so one compiled specialisation per
-dtype serves dense and sparse data.
+chunks. All but the one-row kernel take the input as a dense array ``X`` and a
+``csr`` argument: None for dense input, or the CSR arrays
+``(data, indices, indptr)`` (X is then a dummy). Dense and CSR input compile
+separate specialisations, each without the other's code.
 """
 
 import numpy as np
@@ -34,7 +35,7 @@ from .network import (
     squared_sum,
     unit_view,
 )
-from .optimizers import ADAM, adam_element, adam_rates, adam_update, sgd_element, sgd_update
+from .optimizers import adam_element, adam_rates, adam_update, sgd_element, sgd_update
 
 # Positions in the float64 ``hyper`` vector of train_epoch.
 LEARNING_RATE = 0
@@ -48,8 +49,7 @@ N_HYPER = 6
 
 @jit(internal=True)
 def raw_batch_gradient(
-    Xb, data, indices, indptr, rows, sparse, Yb, swb, params, layers, acts, deltas,
-    capacity, grads, loss_code, eps, zs, dAs,
+    Xb, csr, rows, Yb, swb, params, layers, acts, deltas, capacity, grads, loss_code, eps, zs, dAs,
 ):
     """Forward pass, loss and backward pass of one batch; RAW gradient sums into ``grads``.
 
@@ -64,9 +64,7 @@ def raw_batch_gradient(
     weight_sum : float
         ``S = sum_i s_i``.
     """
-    output = forward_recording(
-        Xb, data, indices, indptr, rows, sparse, params, layers, acts, capacity, zs
-    )
+    output = forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs)
     n_layers = layers.shape[0]
     weight_sum = 0.0
     for i in range(swb.shape[0]):
@@ -74,10 +72,7 @@ def raw_batch_gradient(
     data_loss = weighted_loss_sum(output, Yb, swb, loss_code, eps)
     delta = unit_view(deltas, layers, n_layers - 1, capacity, output.shape[0])
     output_delta(output, Yb, swb, layers[n_layers - 1, ACTIVATION], loss_code, delta)
-    backward_recording(
-        Xb, data, indices, indptr, rows, sparse, params, layers, acts, deltas, capacity, grads,
-        dAs,
-    )
+    backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, dAs)
     return data_loss, weight_sum
 
 
@@ -89,7 +84,7 @@ def reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale):
 
 @jit
 def batch_loss_and_gradient_recording(
-    Xb, data, indices, indptr, rows, sparse, Yb, swb, params, layers, acts, deltas,
+    Xb, csr, rows, Yb, swb, params, layers, acts, deltas,
     capacity, grads, alpha, loss_code, loss_scale, eps, fit_intercepts, zs, dAs,
 ):
     """One batch's objective, with its finished gradient in ``grads``.
@@ -98,7 +93,7 @@ def batch_loss_and_gradient_recording(
     ``loss_scale`` and ``fit_intercepts``; returns :func:`reported_loss`.
     """
     data_loss, weight_sum = raw_batch_gradient(
-        Xb, data, indices, indptr, rows, sparse, Yb, swb, params, layers, acts, deltas,
+        Xb, csr, rows, Yb, swb, params, layers, acts, deltas,
         capacity, grads, loss_code, eps, zs, dAs,
     )
     penalty = squared_coef_norm(params, layers)
@@ -109,21 +104,20 @@ def batch_loss_and_gradient_recording(
 
 @jit
 def train_epoch(
-    X, data, indices, indptr, sparse, Y, sample_weight, order, batch_size,
+    X, csr, Y, sample_weight, order, batch_size,
     params, layers, acts, deltas, grads, Xb, Yb, swb, rows,
     alpha, loss_code, loss_scale, eps, fit_intercepts,
-    solver, hyper, state_a, state_b, step_counter,
+    hyper, velocity, first_moment, second_moment, step_counter,
 ):
     """Train one epoch over the rows ``order`` in mini-batches of ``batch_size``.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
-        Dense input (a dummy when ``sparse``).
-    data, indices, indptr : ndarray
-        CSR input arrays (dummies when not ``sparse``).
-    sparse : bool
-        Which input to read.
+        Dense input (a dummy when ``csr`` is given).
+    csr : tuple of ndarray or None
+        ``(data, indices, indptr)`` of a CSR input, or None for dense input
+        (a compile-time choice, as in :func:`forward`).
     Y : ndarray of shape (n_samples, n_outputs)
         Targets in X's dtype.
     sample_weight : ndarray of shape (n_samples,)
@@ -140,19 +134,20 @@ def train_epoch(
     acts, deltas : ndarray
         Work buffers of ``batch_size * sum(fan_out)`` entries.
     Xb, Yb, swb, rows : ndarray
-        Buffers for the gathered batch (Xb is a dummy when ``sparse``).
+        Buffers for the gathered batch (Xb is a dummy when ``csr`` is given).
     alpha, loss_scale, eps : float
         L2 strength, factor on the reported data loss, log-loss clipping.
     loss_code : int
         Loss code.
     fit_intercepts : bool
         Whether intercepts are trained.
-    solver : int
-        ``SGD`` or ``ADAM``.
     hyper : ndarray of shape (N_HYPER,)
         Learning rate, momentum, Nesterov flag, beta_1, beta_2, epsilon.
-    state_a, state_b : ndarray of shape (n_params,)
-        Velocity (sgd; state_b unused) or Adam's first and second moments.
+    velocity : ndarray of shape (n_params,) or None
+        SGD's velocity; None for Adam.
+    first_moment, second_moment : ndarray of shape (n_params,) or None
+        Adam's moments; None for SGD. The solver is a compile-time choice:
+        Numba prunes the code of the solver whose state is None.
     step_counter : ndarray of shape (1,)
         Adam's step count t, advanced once per batch.
 
@@ -178,27 +173,28 @@ def train_epoch(
             batch_rows[k] = r
             swb[k] = sample_weight[r]
         copy_rows(Y, batch_rows, Yb)
-        if sparse:
-            X_batch = Xb[:0]
-        else:
+        if csr is None:
             X_batch = Xb[:n_rows]
             copy_rows(X, batch_rows, X_batch)
+        else:
+            X_batch = Xb[:0]
         data_loss, weight_sum = raw_batch_gradient(
-            X_batch, data, indices, indptr, batch_rows, sparse, Yb[:n_rows], swb[:n_rows],
+            X_batch, csr, batch_rows, Yb[:n_rows], swb[:n_rows],
             params, layers, acts, deltas, batch_size, grads, loss_code, eps,
             None, None,
         )
         typed_sum = dtype(weight_sum)
-        if solver == ADAM:
+        penalty = 0.0  # ||W||^2, from the one step below that this specialisation keeps
+        if first_moment is not None:
             step_counter[0] += 1
             penalty = adam_update(
-                params, grads, state_a, state_b, step_counter[0], hyper[LEARNING_RATE],
+                params, grads, first_moment, second_moment, step_counter[0], hyper[LEARNING_RATE],
                 hyper[BETA_1], hyper[BETA_2], hyper[EPSILON], typed_alpha, typed_sum,
                 n_coefs, fit_intercepts,
             )
-        else:
+        if velocity is not None:
             penalty = sgd_update(
-                params, grads, state_a, learning_rate, momentum, nesterov, typed_alpha,
+                params, grads, velocity, learning_rate, momentum, nesterov, typed_alpha,
                 typed_sum, n_coefs, fit_intercepts,
             )
         loss_sum += reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale) * n_rows
@@ -215,7 +211,7 @@ NARROW_LAYER = 8
 def train_epoch_one_row(
     X, Y, sample_weight, order, params, layers, acts, deltas,
     alpha, loss_code, loss_scale, eps, fit_intercepts,
-    solver, hyper, state_a, state_b, step_counter,
+    hyper, velocity, first_moment, second_moment, step_counter,
 ):
     """:func:`train_epoch` with mini-batches of ONE row of dense input, fused per row.
 
@@ -232,7 +228,7 @@ def train_epoch_one_row(
     X : ndarray of shape (n_samples, n_features)
         Dense input.
     Y, sample_weight, order, params, layers, alpha, loss_code, loss_scale, eps, \
-fit_intercepts, solver, hyper, state_a, state_b, step_counter
+fit_intercepts, hyper, velocity, first_moment, second_moment, step_counter
         As for :func:`train_epoch`.
     acts, deltas : ndarray of shape (sum(fan_out),)
         Work buffers for one row.
@@ -255,8 +251,11 @@ fit_intercepts, solver, hyper, state_a, state_b, step_counter
     output = matrix_view(acts[out_start:], 1, n_units - out_start)
     out_delta = matrix_view(deltas[out_start:], 1, n_units - out_start)
     lr_t, b1, b2, c1, c2, adam_eps = 0.0, zero, zero, zero, zero, zero
-    # sgd keeps no second moment: any array of the parameters' size stands in
-    second_moment = state_b if solver == ADAM else state_a
+    # state_a is stepped with each gradient; sgd keeps no state_b: its velocity stands in
+    if velocity is not None:
+        state_a, state_b = velocity, velocity
+    if first_moment is not None:
+        state_a, state_b = first_moment, second_moment
     loss_sum = 0.0
     for r in order:
         # forward: Z = A_prev @ W, then bias and activation
@@ -290,7 +289,7 @@ fit_intercepts, solver, hyper, state_a, state_b, step_counter
         data_loss = weighted_loss_sum(output, Y_row, weight_row, loss_code, eps)
         output_delta(output, Y_row, weight_row, layers[n_layers - 1, ACTIVATION], loss_code, out_delta)
         penalty = squared_sum(params, n_coefs)
-        if solver == ADAM:
+        if first_moment is not None:
             step_counter[0] += 1
             lr_t, b1, b2, c1, c2, adam_eps = adam_rates(
                 params, step_counter[0], hyper[LEARNING_RATE], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]
@@ -308,12 +307,13 @@ fit_intercepts, solver, hyper, state_a, state_b, step_counter
                 A_prev = X[r]
                 delta_prev = deltas[:0]
             # 2-D views indexed by loop counters: no negative-index checks, so the loops vectorise.
-            # The solver branches are written out at each loop: one helper taking
-            # the solver (15 arguments) was not inlined and made the epoch 15x slower.
+            # The solver branches (``first_moment is not None``: adam) are written out at
+            # each loop: one helper taking the solver (15 arguments) was not inlined
+            # and made the epoch 15x slower.
             n_coefs_l = fan_in * fan_out
             W = matrix_view(params[coef_start : coef_start + n_coefs_l], fan_in, fan_out)
             W_a = matrix_view(state_a[coef_start : coef_start + n_coefs_l], fan_in, fan_out)
-            W_b = matrix_view(second_moment[coef_start : coef_start + n_coefs_l], fan_in, fan_out)
+            W_b = matrix_view(state_b[coef_start : coef_start + n_coefs_l], fan_in, fan_out)
             if fan_out >= NARROW_LAYER:
                 for i in range(fan_in):
                     if l > 0:
@@ -322,7 +322,7 @@ fit_intercepts, solver, hyper, state_a, state_b, step_counter
                             total += delta[j] * W[i, j]
                         delta_prev[i] = total
                     a = A_prev[i]
-                    if solver == ADAM:
+                    if first_moment is not None:
                         for j in range(fan_out):
                             g = (a * delta[j] + typed_alpha * W[i, j]) / typed_sum
                             adam_element(W, W_a, W_b, (i, j), g, lr_t, b1, b2, c1, c2, adam_eps)
@@ -339,7 +339,7 @@ fit_intercepts, solver, hyper, state_a, state_b, step_counter
                             delta_prev[i] += d * W[i, j]
                 for j in range(fan_out):
                     d = delta[j]
-                    if solver == ADAM:
+                    if first_moment is not None:
                         for i in range(fan_in):
                             g = (A_prev[i] * d + typed_alpha * W[i, j]) / typed_sum
                             adam_element(W, W_a, W_b, (i, j), g, lr_t, b1, b2, c1, c2, adam_eps)
@@ -350,10 +350,10 @@ fit_intercepts, solver, hyper, state_a, state_b, step_counter
             intercept_start = layers[l, INTERCEPT_OFFSET]
             b = params[intercept_start : intercept_start + fan_out]
             b_a = state_a[intercept_start : intercept_start + fan_out]
-            b_b = second_moment[intercept_start : intercept_start + fan_out]
+            b_b = state_b[intercept_start : intercept_start + fan_out]
             for j in range(fan_out):
                 g = delta[j] / typed_sum if fit_intercepts else zero
-                if solver == ADAM:
+                if first_moment is not None:
                     adam_element(b, b_a, b_b, j, g, lr_t, b1, b2, c1, c2, adam_eps)
                 else:
                     sgd_element(b, b_a, j, g, learning_rate, momentum, nesterov)
@@ -367,7 +367,7 @@ fit_intercepts, solver, hyper, state_a, state_b, step_counter
 
 @jit
 def loss_and_gradient(
-    X, data, indices, indptr, sparse, Y, sample_weight, params, layers, acts, deltas,
+    X, csr, Y, sample_weight, params, layers, acts, deltas,
     grads, scratch, rows, capacity, alpha, loss_code, loss_scale, eps, fit_intercepts,
 ):
     """Objective and gradient over all rows, in chunks of ``capacity`` rows.
@@ -377,7 +377,7 @@ def loss_and_gradient(
     :func:`reported_loss`).
     """
     data_loss, weight_sum = raw_loss_and_gradient(
-        X, data, indices, indptr, sparse, Y, sample_weight, params, layers, acts, deltas,
+        X, csr, Y, sample_weight, params, layers, acts, deltas,
         grads, scratch, rows, capacity, loss_code, eps,
     )
     return finish_loss_and_gradient(
@@ -387,7 +387,7 @@ def loss_and_gradient(
 
 @jit
 def raw_loss_and_gradient(
-    X, data, indices, indptr, sparse, Y, sample_weight, params, layers, acts, deltas,
+    X, csr, Y, sample_weight, params, layers, acts, deltas,
     grads, scratch, rows, capacity, loss_code, eps,
 ):
     """Data loss and RAW gradient sums over all rows, in chunks of ``capacity`` rows.
@@ -403,7 +403,7 @@ def raw_loss_and_gradient(
     weight_sum : float
         ``S = sum_i s_i``.
     """
-    n_samples = indptr.shape[0] - 1 if sparse else X.shape[0]
+    n_samples = X.shape[0] if csr is None else csr[2].shape[0] - 1
     n_layers = layers.shape[0]
     data_loss = 0.0
     weight_sum = 0.0
@@ -413,17 +413,17 @@ def raw_loss_and_gradient(
         chunk_rows = rows[:n_rows]
         for k in range(n_rows):
             chunk_rows[k] = start + k
-        X_chunk = X[:0] if sparse else X[start:stop]
+        X_chunk = X[start:stop] if csr is None else X[:0]
         Y_chunk = Y[start:stop]
         sw_chunk = sample_weight[start:stop]
         for i in range(n_rows):
             weight_sum += sw_chunk[i]
-        output = forward(X_chunk, data, indices, indptr, chunk_rows, sparse, params, layers, acts, capacity)
+        output = forward(X_chunk, csr, chunk_rows, params, layers, acts, capacity)
         data_loss += weighted_loss_sum(output, Y_chunk, sw_chunk, loss_code, eps)
         delta = unit_view(deltas, layers, n_layers - 1, capacity, n_rows)
         output_delta(output, Y_chunk, sw_chunk, layers[n_layers - 1, ACTIVATION], loss_code, delta)
         target = grads if start == 0 else scratch
-        backward(X_chunk, data, indices, indptr, chunk_rows, sparse, params, layers, acts, deltas, capacity, target)
+        backward(X_chunk, csr, chunk_rows, params, layers, acts, deltas, capacity, target)
         if start > 0:
             for k in range(grads.shape[0]):
                 grads[k] += scratch[k]
@@ -444,17 +444,16 @@ def finish_loss_and_gradient(grads, params, layers, data_loss, weight_sum, alpha
 
 
 @jit
-def predict(X, data, indices, indptr, sparse, params, layers, acts, rows, capacity, out):
+def predict(X, csr, params, layers, acts, rows, capacity, out):
     """Forward pass of every row, ``capacity`` rows at a time, into ``out``.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
-        Dense input (a dummy when ``sparse``).
-    data, indices, indptr : ndarray
-        CSR input arrays (dummies when not ``sparse``).
-    sparse : bool
-        Which input to read.
+        Dense input (a dummy when ``csr`` is given).
+    csr : tuple of ndarray or None
+        ``(data, indices, indptr)`` of a CSR input, or None for dense input
+        (a compile-time choice, as in :func:`forward`).
     params : ndarray of shape (n_params,)
         Flat parameters.
     layers : ndarray of shape (n_layers, 5)
@@ -474,8 +473,8 @@ def predict(X, data, indices, indptr, sparse, params, layers, acts, rows, capaci
         chunk_rows = rows[: stop - start]
         for k in range(stop - start):
             chunk_rows[k] = start + k
-        X_chunk = X[:0] if sparse else X[start:stop]
+        X_chunk = X[start:stop] if csr is None else X[:0]
         output = forward_recording(  # the training kernel's specialisation: no other to compile
-            X_chunk, data, indices, indptr, chunk_rows, sparse, params, layers, acts, capacity, None
+            X_chunk, csr, chunk_rows, params, layers, acts, capacity, None
         )
         copy_into(output, out[start:stop])

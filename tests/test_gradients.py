@@ -81,17 +81,16 @@ class KernelObjective:
 
     def __init__(self, sizes, layers, X, Y, sw, alpha, loss, loss_scale, fit_intercepts, sparse=False):
         if sparse:
-            csr = sp.csr_matrix(X)
+            matrix = sp.csr_matrix(X)
             self.X = np.empty((0, X.shape[1]))
-            self.data = np.ascontiguousarray(csr.data, dtype=np.float64)
-            self.indices = np.ascontiguousarray(csr.indices, dtype=np.int32)
-            self.indptr = np.ascontiguousarray(csr.indptr, dtype=np.int32)
+            self.csr = (
+                np.ascontiguousarray(matrix.data, dtype=np.float64),
+                np.ascontiguousarray(matrix.indices, dtype=np.int32),
+                np.ascontiguousarray(matrix.indptr, dtype=np.int32),
+            )
         else:
             self.X = X
-            self.data = np.empty(0)
-            self.indices = np.empty(0, dtype=np.int32)
-            self.indptr = np.zeros(1, dtype=np.int32)
-        self.sparse = sparse
+            self.csr = None
         self.Y, self.sw, self.layers = Y, sw, layers
         self.alpha, self.loss_code, self.loss_scale = float(alpha), K.LOSS_CODES[loss], float(loss_scale)
         self.fit_intercepts = fit_intercepts
@@ -104,7 +103,7 @@ class KernelObjective:
 
     def __call__(self, params):
         value = K.loss_and_gradient(
-            self.X, self.data, self.indices, self.indptr, self.sparse, self.Y, self.sw,
+            self.X, self.csr, self.Y, self.sw,
             params, self.layers, self.acts, self.deltas, self.grads, self.scratch, self.rows,
             CAPACITY, self.alpha, self.loss_code, self.loss_scale, np.finfo(np.float64).eps,
             self.fit_intercepts,

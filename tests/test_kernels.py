@@ -144,16 +144,15 @@ class Problem:
 
 
 def kernel_input(X, sparse):
-    """``(X, data, indices, indptr)`` as the kernels take a dense or a CSR input."""
+    """``(X, csr)`` as the kernels take a dense (csr None) or a CSR input (X a dummy)."""
     if sparse:
-        csr = sp.csr_matrix(X)
-        return (
-            np.empty((0, X.shape[1]), dtype=X.dtype),
-            np.ascontiguousarray(csr.data, dtype=X.dtype),
-            np.ascontiguousarray(csr.indices, dtype=np.int32),
-            np.ascontiguousarray(csr.indptr, dtype=np.int32),
+        matrix = sp.csr_matrix(X)
+        return np.empty((0, X.shape[1]), dtype=X.dtype), (
+            np.ascontiguousarray(matrix.data, dtype=X.dtype),
+            np.ascontiguousarray(matrix.indices, dtype=np.int32),
+            np.ascontiguousarray(matrix.indptr, dtype=np.int32),
         )
-    return X, np.empty(0, dtype=X.dtype), np.empty(0, dtype=np.int32), np.zeros(1, dtype=np.int32)
+    return X, None
 
 
 def nan_buffer(n, dtype):
@@ -164,14 +163,14 @@ def kernel_loss_and_gradient(
     p, capacity, alpha, fit_intercepts, sparse, X=None, Y=None, sample_weight=None, loss_scale=None
 ):
     X = p.X if X is None else X
-    Xk, data, indices, indptr = kernel_input(X, sparse)
+    Xk, csr = kernel_input(X, sparse)
     acts = nan_buffer(capacity * p.units(), p.dtype)
     deltas = nan_buffer(capacity * p.units(), p.dtype)
     grads = nan_buffer(p.n_params, p.dtype)
     scratch = nan_buffer(p.n_params, p.dtype)
     rows = np.full(capacity, -1, dtype=np.int64)
     objective = K.loss_and_gradient(
-        Xk, data, indices, indptr, sparse,
+        Xk, csr,
         p.Y if Y is None else Y,
         p.sample_weight if sample_weight is None else sample_weight,
         p.params, p.layers, acts, deltas, grads, scratch, rows, capacity,
@@ -183,12 +182,17 @@ def kernel_loss_and_gradient(
 
 def kernel_predict(p, capacity, sparse, X=None):
     X = p.X if X is None else X
-    Xk, data, indices, indptr = kernel_input(X, sparse)
+    Xk, csr = kernel_input(X, sparse)
     acts = nan_buffer(capacity * p.units(), p.dtype)
     rows = np.full(capacity, -1, dtype=np.int64)
     out = np.full((X.shape[0], p.sizes[-1]), np.nan, dtype=p.dtype)
-    K.predict(Xk, data, indices, indptr, sparse, p.params, p.layers, acts, rows, capacity, out)
+    K.predict(Xk, csr, p.params, p.layers, acts, rows, capacity, out)
     return out
+
+
+def solver_state(solver, state_a, state_b):
+    """The kernels' ``(velocity, first_moment, second_moment)``: None for the other solver."""
+    return (None, state_a, state_b) if solver == "adam" else (state_a, None, None)
 
 
 def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solver, hyper, state_a, state_b, t,
@@ -200,10 +204,9 @@ def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solv
             p.X, p.Y, p.sample_weight, order, p.params, p.layers,
             nan_buffer(p.units(), p.dtype), nan_buffer(p.units(), p.dtype),
             float(alpha), p.loss_code, float(p.loss_scale), p.eps, fit_intercepts,
-            K.ADAM if solver == "adam" else K.SGD, np.asarray(hyper, dtype=np.float64),
-            state_a, state_b, t,
+            np.asarray(hyper, dtype=np.float64), *solver_state(solver, state_a, state_b), t,
         )
-    Xk, data, indices, indptr = kernel_input(p.X, sparse)
+    Xk, csr = kernel_input(p.X, sparse)
     capacity = batch_size + spare_rows  # buffers may be larger than a batch
     acts = nan_buffer(capacity * p.units(), p.dtype)
     deltas = nan_buffer(capacity * p.units(), p.dtype)
@@ -213,11 +216,10 @@ def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solv
     swb = nan_buffer(capacity, p.dtype)
     rows = np.full(capacity, -1, dtype=np.int64)
     return K.train_epoch(
-        Xk, data, indices, indptr, sparse, p.Y, p.sample_weight, order, batch_size,
+        Xk, csr, p.Y, p.sample_weight, order, batch_size,
         p.params, p.layers, acts, deltas, grads, Xb, Yb, swb, rows,
         float(alpha), p.loss_code, float(p.loss_scale), p.eps, fit_intercepts,
-        K.ADAM if solver == "adam" else K.SGD, np.asarray(hyper, dtype=np.float64),
-        state_a, state_b, t,
+        np.asarray(hyper, dtype=np.float64), *solver_state(solver, state_a, state_b), t,
     )
 
 
@@ -402,11 +404,11 @@ def test_output_delta(rng, dtype, n_rows, weighted, loss, out_activation):
 
 def kernel_forward(p, rows, sparse, capacity):
     """Forward pass of ``p.X[rows]``; the dense path takes the gathered rows."""
-    Xk, data, indices, indptr = kernel_input(p.X, sparse)
+    Xk, csr = kernel_input(p.X, sparse)
     Xb = Xk if sparse else np.ascontiguousarray(p.X[rows])
     acts = nan_buffer(capacity * p.units(), p.dtype)
-    output = K.forward(Xb, data, indices, indptr, rows, sparse, p.params, p.layers, acts, capacity)
-    return Xb, (data, indices, indptr), acts, output
+    output = K.forward(Xb, csr, rows, p.params, p.layers, acts, capacity)
+    return Xb, csr, acts, output
 
 
 @dtypes
@@ -436,13 +438,13 @@ def test_backward(rng, dtype, n_rows, sparse, out_activation, hidden):
     p = Problem(rng, dtype, hidden, "squared_error", out_activation)
     rows = batch_rows(rng, n_rows)
     capacity = N_SAMPLES + 2
-    Xb, (data, indices, indptr), acts, _ = kernel_forward(p, rows, sparse, capacity)
+    Xb, csr, acts, _ = kernel_forward(p, rows, sparse, capacity)
     delta_out = rng.normal(size=(n_rows, p.sizes[-1])).astype(dtype)
     deltas = nan_buffer(capacity * p.units(), dtype)
     start = naive.block_offsets(p.sizes, capacity)[-1]
     deltas[start : start + delta_out.size] = delta_out.ravel()
     grads = nan_buffer(p.n_params, dtype)
-    K.backward(Xb, data, indices, indptr, rows, sparse, p.params, p.layers, acts, deltas, capacity, grads)
+    K.backward(Xb, csr, rows, p.params, p.layers, acts, deltas, capacity, grads)
     X = p.X[rows]
     dW, db = naive.backward(X, p.coefs, p.naive_outputs(X=X), p.activations, delta_out)
     assert_close(grads, naive.pack(dW, db), dtype)

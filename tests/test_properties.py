@@ -34,7 +34,6 @@ from test_kernels import (
     Problem,
     assert_close,
     kernel_forward,
-    kernel_input,
     kernel_loss_and_gradient,
     kernel_predict,
     kernel_train_epoch,
