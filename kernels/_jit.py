@@ -12,7 +12,9 @@ process, and a single warning says so.
 
 import hashlib
 import os
+import shutil
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -70,8 +72,35 @@ def _find_cache_dir():
     for base in candidates:
         path = base / "fastbp" / f"kernels-{SOURCES_HASH}"
         if _writable(path):
+            _prune_unused_caches(path)
             return str(path)
     return None
+
+
+# A cache of other kernel sources (another fastbp version, or Numba) unused
+# this long is deleted, so upgrades do not pile up compiled code on disk.
+UNUSED_CACHE_SECONDS = 30 * 24 * 3600
+
+
+def _prune_unused_caches(path):
+    """Mark the cache ``path`` as used now; delete sibling caches unused for :data:`UNUSED_CACHE_SECONDS`.
+
+    A cache's modification time is its last use: every import touches it.
+    Failures are ignored (another process may be pruning or using them).
+    """
+    now = time.time()
+    try:
+        os.utime(path, (now, now))
+        siblings = [p for p in path.parent.glob("kernels-*") if p.name != path.name and p.is_dir()]
+    except OSError:
+        return
+    for sibling in siblings:
+        try:
+            unused = now - sibling.stat().st_mtime > UNUSED_CACHE_SECONDS
+        except OSError:
+            continue
+        if unused:
+            shutil.rmtree(sibling, ignore_errors=True)
 
 
 CACHE_DIR = _find_cache_dir()

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,23 @@ def test_a_fit_compiles_only_its_solver_and_input_layout(tmp_path, solver, layou
     assert compiled["csr_rows_dot"] == compiled["csr_rows_transpose_dot"] == csr_compiled
     assert compiled["adam_update"] == int(solver == "adam")
     assert compiled["sgd_update"] == int(solver == "sgd")
+
+
+def test_caches_of_other_kernel_sources_unused_for_30_days_are_deleted(tmp_path):
+    base = tmp_path / "cache" / "fastbp"
+    month_and_a_day = 31 * 24 * 3600
+    stale, recent = base / "kernels-0000000000000000", base / "kernels-1111111111111111"
+    unrelated = base / "notes"
+    for directory in (stale, recent, unrelated):
+        directory.mkdir(parents=True)
+        (directory / "index.nbi").write_bytes(b"x")
+    old = time.time() - month_and_a_day
+    for directory in (stale, unrelated):
+        os.utime(directory, (old, old))
+    code = "import json; from fastbp import kernels; print(json.dumps({'cache_dir': kernels.CACHE_DIR}))"
+    report, _ = _report(code, {"FASTBP_CACHE_DIR": str(tmp_path / "cache")})
+    current = Path(report["cache_dir"])
+    assert current.parent == base and current.is_dir()
+    assert time.time() - current.stat().st_mtime < 3600  # marked as used
+    assert not stale.exists()
+    assert recent.exists() and unrelated.exists()
