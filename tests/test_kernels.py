@@ -104,7 +104,7 @@ class Problem:
         self.loss_code = K.LOSS_CODES[loss]
         # scikit-learn reports the squared error averaged over outputs
         self.loss_scale = 1.0 / self.sizes[-1] if loss == "squared_error" else 1.0
-        self.eps = np.finfo(dtype).eps
+        self.eps = float(np.finfo(dtype).eps)  # as the estimators pass it
 
         X = rng.normal(size=(n_samples, N_FEATURES))
         X[rng.uniform(size=X.shape) < 0.4] = 0.0
@@ -371,7 +371,7 @@ def test_log_loss_clips_probabilities(dtype, loss):
     A = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]], dtype=dtype)
     Y = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=dtype)
     sw = np.array([1.0, 2.0, 0.5], dtype=dtype)
-    eps = np.finfo(dtype).eps
+    eps = float(np.finfo(dtype).eps)  # as the estimators pass it
     got = K.weighted_loss_sum(A, Y, sw, K.LOSS_CODES[loss], eps)
     want = naive.weighted_loss_sum(loss, A, Y, sw, eps)
     # worked by hand: row 0 pays -log(eps) (twice for binary log-loss),

@@ -74,7 +74,7 @@ class DrawnProblem(Problem):
         self.loss = loss
         self.loss_code = K.LOSS_CODES[loss]
         self.loss_scale = 1.0 / n_out if loss == "squared_error" else 1.0
-        self.eps = np.finfo(dtype).eps
+        self.eps = float(np.finfo(dtype).eps)  # as the estimators pass it
         X = rng.normal(size=(n_samples, n_features))
         X[rng.uniform(size=X.shape) < 0.3] = 0.0  # empty CSR rows and columns happen
         self.X = np.ascontiguousarray(X, dtype=dtype)
