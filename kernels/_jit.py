@@ -83,10 +83,11 @@ UNUSED_CACHE_SECONDS = 30 * 24 * 3600
 
 
 def _prune_unused_caches(path):
-    """Mark the cache ``path`` as used now; delete sibling caches unused for :data:`UNUSED_CACHE_SECONDS`.
+    """Mark the cache ``path`` as used; delete sibling caches unused for a while.
 
     A cache's modification time is its last use: every import touches it.
-    Failures are ignored (another process may be pruning or using them).
+    Siblings older than :data:`UNUSED_CACHE_SECONDS` are deleted. Failures
+    are ignored (another process may be pruning or using them).
     """
     now = time.time()
     try:
@@ -179,9 +180,9 @@ def jit(func=None, *, fastmath=False, internal=False):
         LLVM fast-math flags; only :data:`REASSOCIATE` is used here.
     internal : bool, default=False
         Compile no CPython wrapper, so the function cannot be called from
-        Python (such a call raises TypeError); the wrappers of the helpers cost ~0.8 s of a default fit's
-        first compile (measured 16.0 -> 14.6 s together with predict
-        calling ``forward_recording`` directly).
+        Python (such a call raises TypeError); the wrappers of the helpers
+        cost ~0.8 s of a default fit's first compile (measured 16.0 -> 14.6 s
+        together with predict calling ``forward_recording`` directly).
 
     Returns
     -------

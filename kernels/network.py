@@ -122,8 +122,7 @@ def forward(Xb, csr, rows, params, layers, acts, capacity):
     csr : tuple of ndarray or None
         ``(data, indices, indptr)`` of the whole input as a CSR matrix, or
         None for dense input. None is a compile-time choice: Numba prunes
-        the CSR code from dense specialisations and the dense products
-        from CSR ones.
+        the CSR code from dense specialisations.
     rows : ndarray of shape (n_rows,)
         Row numbers of the batch in the CSR input (used with ``csr``).
     params : ndarray of shape (n_params,)

@@ -9,7 +9,7 @@ gradient for L-BFGS; ``predict`` runs the forward pass over the data in
 chunks. All but the one-row kernel take the input as a dense array ``X`` and a
 ``csr`` argument: None for dense input, or the CSR arrays
 ``(data, indices, indptr)`` (X is then a dummy). Dense and CSR input compile
-separate specialisations, each without the other's code.
+separate specialisations, the dense one without the CSR code.
 """
 
 import numpy as np
