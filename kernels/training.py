@@ -96,10 +96,9 @@ def batch_loss_and_gradient_recording(
         Xb, csr, rows, Yb, swb, params, layers, acts, deltas,
         capacity, grads, loss_code, eps, zs, dAs,
     )
-    penalty = squared_coef_norm(params, layers)
-    typed_sum = params.dtype.type(weight_sum)
-    finalize_gradient(grads, params, layers, params.dtype.type(alpha), typed_sum, fit_intercepts)
-    return reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale)
+    return finish_loss_and_gradient(
+        grads, params, layers, data_loss, weight_sum, alpha, loss_scale, fit_intercepts
+    )
 
 
 @jit
