@@ -12,7 +12,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.optimize
-import scipy.sparse as sp
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,

@@ -18,7 +18,6 @@ import os
 import warnings
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, assume, given, reject, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
@@ -38,7 +37,6 @@ from test_kernels import (
     kernel_predict,
     kernel_train_epoch,
     make_targets,
-    nan_buffer,
 )
 
 EXPLORE = os.environ.get("FASTBP_HYPOTHESIS") == "explore"

@@ -56,7 +56,6 @@ from threadpoolctl import threadpool_limits
 
 import fastbp
 import fastbp._multilayer_perceptron as mlp_module
-from fastbp import MLPClassifier, MLPRegressor
 from fastbp._network import Network, available_memory
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
