@@ -84,6 +84,8 @@ FIRST_FIT_OVERHEAD_TARGET = 0.5
 # Peak-RSS differences below this are page / malloc-arena noise.
 MEMORY_TOLERANCE_MIB = 1.0
 COLD_COMPILE_TARGET = 10.0
+# Predictions per library and workload, taking turns (they take milliseconds).
+PREDICT_ROUNDS = 20
 
 
 def log(*args):
@@ -337,7 +339,7 @@ def time_workload(name, workload, X, y, libraries, repeat):
     once, in turn: a slow spell of the machine (a busy neighbour on a VM)
     then slows a whole round rather than one library, and the ratio of two
     libraries within a round stays fair (:func:`ratio` reports the median of
-    those). fastbp and scikit-learn then predict a few times each.
+    those). fastbp and scikit-learn then predict, taking turns in the same way.
 
     Returns
     -------
@@ -380,16 +382,20 @@ def time_workload(name, workload, X, y, libraries, repeat):
             )
         except Exception as exc:
             failed(lib, exc)
-    for lib in ("fastbp", "sklearn"):
-        if lib in runners:  # repeated predictions, as a user makes them
+    predictors = [lib for lib in ("fastbp", "sklearn") if lib in runners]
+    for lib in predictors:
+        runners[lib].predict(X)
+        results[lib]["predict_all"] = []
+    # repeated predictions, as a user makes them, taking turns like the fits
+    # (the peers' thread pools may still be spinning after their last fit)
+    for _ in range(max(PREDICT_ROUNDS, repeat)):
+        for lib in predictors:
+            t = time.perf_counter()
             runners[lib].predict(X)
-            results[lib]["predict_all"] = []
-            for _ in range(max(5, repeat)):
-                t = time.perf_counter()
-                runners[lib].predict(X)
-                results[lib]["predict_all"].append(time.perf_counter() - t)
-            results[lib]["predict_seconds"] = statistics.median(results[lib]["predict_all"])
-            results[lib]["predict_rows_per_s"] = X.shape[0] / results[lib]["predict_seconds"]
+            results[lib]["predict_all"].append(time.perf_counter() - t)
+    for lib in predictors:
+        results[lib]["predict_seconds"] = statistics.median(results[lib]["predict_all"])
+        results[lib]["predict_rows_per_s"] = X.shape[0] / results[lib]["predict_seconds"]
     return results
 
 
@@ -556,12 +562,18 @@ def get(results, name, library, key):
 
 
 def ratio(results, name, library, key="fit_seconds"):
-    """Peer seconds / fastbp seconds: for fits, the median over rounds of the ratio within a round."""
+    """Peer seconds / fastbp seconds: the median over rounds of the ratio within a round.
+
+    ``key`` is ``"fit_seconds"`` or ``"predict_seconds"``; their rounds are
+    in ``"fit_all"`` and ``"predict_all"``. Without rounds of equal length,
+    the ratio of the medians.
+    """
     a, b = get(results, name, library, key), get(results, name, "fastbp", key)
     if a is None or not b:
         return None
-    rounds_a, rounds_b = get(results, name, library, "fit_all"), get(results, name, "fastbp", "fit_all")
-    if key == "fit_seconds" and rounds_a and rounds_b and len(rounds_a) == len(rounds_b):
+    rounds_key = key.replace("_seconds", "_all")
+    rounds_a, rounds_b = get(results, name, library, rounds_key), get(results, name, "fastbp", rounds_key)
+    if rounds_a and rounds_b and len(rounds_a) == len(rounds_b):
         return statistics.median(x / y for x, y in zip(rounds_a, rounds_b))
     return a / b
 
@@ -650,11 +662,13 @@ def report(run):
     # predict
     if "sklearn" in libraries:
         out.append("\n## Predict throughput (rows/s, predict on the training X, median)\n")
+        out.append(f"{max(PREDICT_ROUNDS, run['repeat'])} predictions each, taking turns; "
+                   "fastbp / sklearn is the median of the same-round ratios.\n")
         rows = []
         for name in names:
             f = get(results, name, "fastbp", "predict_rows_per_s")
             s = get(results, name, "sklearn", "predict_rows_per_s")
-            rows.append([name, fmt_rate(f), fmt_rate(s), fmt_ratio(f / s if f and s else None)])
+            rows.append([name, fmt_rate(f), fmt_rate(s), fmt_ratio(ratio(results, name, "sklearn", "predict_seconds"))])
         out.append(table(["workload", "fastbp", "sklearn", "fastbp / sklearn"], rows))
 
     # memory
