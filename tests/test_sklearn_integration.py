@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import sklearn
 import sklearn.neural_network as sk_nn
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import expit, softmax
@@ -683,6 +684,30 @@ def test_non_finite_X(kind, method, bad, message):
     raises_like_sklearn(ValueError, message, action)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_finite_X_whose_sum_overflows_is_accepted_as_sklearn(kind):
+    """The sum scikit-learn tests first overflows, yet every value is finite: no error, no warning."""
+    X, y = make_data(kind)
+    X_huge = np.full((2, 4), np.finfo(np.float64).max)
+    models = {api: build(api, kind).fit(X, y) for api in APIS}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        models["fastbp"].predict(X_huge)
+    with np.errstate(all="ignore"):  # scikit-learn's products overflow, and NumPy says so
+        models["sklearn"].predict(X_huge)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_assume_finite_skips_the_check_as_sklearn(kind):
+    X, y = make_data(kind)
+    X_bad = X.copy()
+    X_bad[3, 1] = np.nan
+    models = {api: build(api, kind).fit(X, y) for api in APIS}
+    with sklearn.config_context(assume_finite=True), np.errstate(invalid="ignore"):
+        ours, theirs = (outputs(models[api], X_bad) for api in APIS)
+    assert_same_outputs(ours, theirs, exact=False)
+
+
 def test_non_finite_y():
     X, y = make_data("MLPRegressor")
     y[2] = np.nan
@@ -977,6 +1002,35 @@ def test_predict_proba_rows_sum_to_one(solver, n_classes):
     assert_allclose(proba, reference_forward(est, X) if n_classes > 2 else np.column_stack(
         [1 - reference_forward(est, X)[:, 0], reference_forward(est, X)[:, 0]]
     ), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_prediction_of_any_layout_and_float_dtype_as_sklearn(kind):
+    X, y = make_data(kind)
+    models = {api: build(api, kind).fit(X, y) for api in APIS}
+    strided = np.hstack([X, X])[:, ::2]
+    for X_new in [np.asfortranarray(X), strided, X[::-1], X.astype(np.float32)]:
+        ours, theirs = (outputs(models[api], X_new) for api in APIS)
+        assert_same_outputs(ours, theirs, exact=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("labels", [[0, 1], ["no", "yes"], [3, 1, 2], ["d", "a", "c", "b"]])
+def test_predicted_class_at_ties_and_at_the_threshold_as_sklearn(labels, dtype):
+    """Outputs tied for the largest (multiclass) or exactly 0.5 (binary): the class scikit-learn picks."""
+    X, y_index = make_data("MLPClassifier", n_samples=40, n_classes=len(labels))
+    X = X.astype(dtype)
+    y = np.asarray(labels)[y_index]
+    models = {api: build(api, "MLPClassifier").fit(X, y) for api in APIS}
+    for est in models.values():  # equal outputs in every row: 0.5 for binary
+        est.coefs_[-1][...] = 0
+        est.intercepts_[-1][...] = 0
+        if len(labels) > 2:  # the second and third classes tie above the others
+            est.intercepts_[-1][1:3] = 1
+    ours, theirs = (models[api].predict(X) for api in APIS)
+    assert_array_equal(ours, theirs)
+    expected = models["sklearn"].classes_[0 if len(labels) == 2 else 1]
+    assert ours.dtype == theirs.dtype and (ours == expected).all()
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])

@@ -51,6 +51,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils._param_validation import InvalidParameterError
 from threadpoolctl import threadpool_limits
 
@@ -568,6 +569,29 @@ def test_string_boolean_and_object_labels(labels, solver):
     if solver != "lbfgs":  # partial_fit with these labels goes on working
         quietly(ours.partial_fit, X, y)
         assert set(ours.predict(X)) <= set(classes)
+
+
+@pytest.mark.parametrize(
+    "y, batch",
+    [
+        (np.array([3, 1, 2, 3, 1]), np.array([2, 2, 1])),  # partial_fit batch of fewer classes
+        (np.array(["b", "a", "b"]), np.array(["a", "a"])),
+        (np.array(["ant", "bee", "cat", "ant"], dtype=object), np.array(["cat"], dtype=object)),
+        (np.array([True, False, True]), np.array([True])),
+        (np.array([1.0, -2.0, 7.0, 1.0]), np.array([7.0, -2.0])),
+        (np.array([[1, 0], [0, 1], [1, 1]]), np.array([[0, 0]])),  # multilabel: the binarizer's path
+        (np.array([4, 4, 4]), np.array([4])),  # one class: the binarizer's path
+    ],
+)
+def test_target_rows_are_the_label_binarizers(y, batch):
+    """The classifier's own one-hot encoding gives what ``LabelBinarizer.transform`` gives."""
+    est = fastbp.MLPClassifier()
+    est._label_binarizer = LabelBinarizer().fit(y)
+    for labels in (y, batch):
+        expected = est._label_binarizer.transform(labels).astype(bool)
+        encoded = est._encode_targets(labels)
+        assert encoded.dtype == bool
+        assert_array_equal(encoded, expected)
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
