@@ -12,8 +12,10 @@ one ``jax.jit``-compiled ``lax.scan`` (``peers.py``). Every library first
 warms up (fastbp and Numba compile on a small slice of the same dtype and
 layout; JAX compiles ahead of time for the real shapes, timed and reported
 apart); then, ``--repeat`` times, every library fits once in turn (so a slow
-spell of the machine hits all of them); the table gives each library's
-median time and, as speed-ups, the median over rounds of the ratio of two
+spell of the machine hits all of them), each fit after a short pause (so that
+the previous library's idle threads have stopped spinning); the table gives
+each library's median time and, as speed-ups, the median over rounds of the
+ratio of two
 libraries' times in the same round.
 
 Also reported:
@@ -86,10 +88,13 @@ FIRST_FIT_OVERHEAD_TARGET = 0.5
 # Peak-RSS differences below this are page / malloc-arena noise.
 MEMORY_TOLERANCE_MIB = 1.0
 COLD_COMPILE_TARGET = 10.0
+# Idle seconds before every timed fit and every round of predictions: long
+# enough for the other libraries' idle BLAS / OpenMP threads to stop spinning
+# (OpenBLAS's spin for about 0.1 s after a call; see time_predictions).
+PAUSE_SECONDS = 0.3
 # Rounds of predictions per library and workload, the libraries taking turns;
 # each round is a pause, then back-to-back predictions (see time_predictions).
 PREDICT_ROUNDS = 5
-PREDICT_PAUSE_SECONDS = 0.3
 MIN_PREDICTIONS_PER_ROUND = 5
 PREDICT_SECONDS_PER_ROUND = 0.25
 
@@ -353,7 +358,7 @@ def time_predictions(runner, X):
     for the first, 0.6 ms from the seventh on; scikit-learn 2.2 and 1.0
     ms), and a user predicting often sees the later ones.
     """
-    time.sleep(PREDICT_PAUSE_SECONDS)
+    time.sleep(PAUSE_SECONDS)
     runner.predict(X)
     times = []
     while len(times) < MIN_PREDICTIONS_PER_ROUND or sum(times) < PREDICT_SECONDS_PER_ROUND:
@@ -370,7 +375,10 @@ def time_workload(name, workload, X, y, libraries, repeat):
     once, in turn: a slow spell of the machine (a busy neighbour on a VM)
     then slows a whole round rather than one library, and the ratio of two
     libraries within a round stays fair (:func:`ratio` reports the median of
-    those). fastbp and scikit-learn then predict, taking turns in the same way.
+    those). Each fit starts after a pause of :data:`PAUSE_SECONDS`, so that
+    it does not share the cores with the previous library's spinning
+    threads. fastbp and scikit-learn then predict, taking turns in the same
+    way.
 
     Returns
     -------
@@ -397,6 +405,7 @@ def time_workload(name, workload, X, y, libraries, repeat):
         for lib, runner in list(runners.items()):
             try:
                 gc.collect()
+                time.sleep(PAUSE_SECONDS)
                 t = time.perf_counter()
                 runner.fit(X, y)
                 results[lib]["fit_all"].append(time.perf_counter() - t)
@@ -625,7 +634,7 @@ def report(run):
     for lib, why in run["unavailable"].items():
         out.append(f"- {lib}: not importable ({why}), left out")
     out.append(f"- fits per library and workload: {run['repeat']} (median reported), after a warm-up; "
-               "the libraries take turns, one fit each per round")
+               f"the libraries take turns, one fit each per round, each fit after a {PAUSE_SECONDS} s pause")
     out.append(f"- torch threads: {run['torch_threads']}")
     ob = ", ".join(f"{k}={env['openblas_env'][k]!r}" for k in OPENBLAS_VARS if env["openblas_env"][k] is not None)
     out.append(f"- OpenBLAS environment: {ob or 'OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset'}")
@@ -690,7 +699,7 @@ def report(run):
     if "sklearn" in libraries:
         out.append("\n## Predict throughput (rows/s, predict on the training X, median)\n")
         out.append(f"{max(PREDICT_ROUNDS, run['repeat'])} rounds, the libraries taking turns; in each, a "
-                   f"{PREDICT_PAUSE_SECONDS} s pause (other libraries' BLAS threads go to sleep), one "
+                   f"{PAUSE_SECONDS} s pause (other libraries' BLAS threads go to sleep), one "
                    f"untimed prediction, then the median of back-to-back predictions over at least "
                    f"{PREDICT_SECONDS_PER_ROUND} s (and at least {MIN_PREDICTIONS_PER_ROUND}). "
                    "fastbp / sklearn is the median of the same-round ratios.\n")
