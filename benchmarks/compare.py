@@ -15,8 +15,7 @@ apart); then, ``--repeat`` times, every library fits once in turn (so a slow
 spell of the machine hits all of them), each fit after a short pause (so that
 the previous library's idle threads have stopped spinning); the table gives
 each library's median time and, as speed-ups, the median over rounds of the
-ratio of two
-libraries' times in the same round.
+ratio of two libraries' times in the same round.
 
 Also reported:
 
