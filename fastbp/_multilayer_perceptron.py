@@ -34,9 +34,9 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import kernels
-from ._network import KernelInput, Network, Workspace, check_memory
+from ._network import EpochWorkspace, KernelInput, Network, check_memory
 from ._solvers import StochasticOptimizer, run_epoch
-from ._threads import kernel_threads
+from ._threads import training_threads
 
 try:  # scikit-learn >= 1.9 has a callback framework
     from sklearn.callback import CallbackSupportMixin
@@ -590,13 +590,13 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     "sample size. It is going to be clipped"
                 )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
-        work = Workspace(network, batch_size, sparse=X_input.sparse)
+        work = EpochWorkspace(network, batch_size, sparse=X_input.sparse)
         _, loss_scale = self._kernel_loss()
         callbacks = _EpochCallbacks(self, X, y, incremental)
 
         self.n_iter_ = 0
         checkpoint = None
-        with kernel_threads(batch_size, network.layer_units):
+        with training_threads(batch_size, network.layer_units) as team:
             try:
                 for _ in range(self.max_iter):
                     checkpoint = self._checkpoint()
@@ -606,7 +606,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     callbacks.epoch_begins()
                     loss_sum = run_epoch(
                         network, X_input, Y, weights, np.ascontiguousarray(order, dtype=np.int64),
-                        batch_size, work, self._optimizer, self.alpha, loss_scale,
+                        batch_size, work, self._optimizer, self.alpha, loss_scale, team,
                     )
                     loss = loss_sum / n_samples
                     if not (np.isfinite(loss) and np.isfinite(network.params).all()):

@@ -18,7 +18,7 @@ from sklearn.utils.validation import _check_sample_weight
 
 from . import _threads, kernels
 from ._solvers import StochasticOptimizer, run_epoch
-from ._threads import chunk_blocks, kernel_threads, multiply_adds_per_row, row_blocks
+from ._threads import chunk_blocks, multiply_adds_per_row, row_blocks, training_threads
 
 HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 OUTPUT_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "exp", "softmax")
@@ -114,7 +114,9 @@ def check_memory(layer_units, X, solver, batch_size):
         param_bytes = n_params * ((2 + 2 * _OBJECTIVE_BLOCKS) * itemsize + 25 * 8)
     else:
         rows = min(200, n_samples) if batch_size == "auto" else min(batch_size, n_samples)
-        param_bytes = n_params * 6 * itemsize
+        # parameters, the parts' gradients, two optimizer buffers, two copies
+        parts = _threads.epoch_parts(rows, layer_units)
+        param_bytes = n_params * (5 + parts) * itemsize
     work_bytes = 2 * rows * sum(layer_units[1:]) * itemsize + n_samples * layer_units[-1] * itemsize
     sizes = "-".join(str(u) for u in layer_units)
     require_memory(
@@ -143,33 +145,73 @@ def prediction_chunk_rows(n_samples, layer_units):
 
 
 class Workspace:
-    """Work buffers of one fit or prediction, allocated once and reused.
+    """Work buffers of a full-data pass or a prediction, allocated once and reused.
 
     Parameters
     ----------
     network : Network
         The network whose layer table fixes the buffer sizes.
     capacity : int
-        Maximum rows per mini-batch or chunk.
-    with_batch : bool, default=True
-        Whether to allocate the gathered mini-batch (rows, targets, weights).
-    sparse : bool, default=False
-        Whether the input is CSR (then no dense row buffer is needed).
+        Maximum rows per chunk.
     """
 
-    def __init__(self, network, capacity, *, with_batch=True, sparse=False):
+    def __init__(self, network, capacity):
         dtype = network.dtype
-        units = network.layer_units
         self.capacity = capacity
-        self.acts = np.empty(capacity * sum(units[1:]), dtype=dtype)
+        self.acts = np.empty(capacity * sum(network.layer_units[1:]), dtype=dtype)
         self.deltas = np.empty_like(self.acts)
         self.grads = np.empty(network.n_params, dtype=dtype)
         self.rows = np.empty(capacity, dtype=np.int64)
-        if with_batch:
-            # sparse batches are read straight from the CSR arrays
-            self.Xb = np.empty((0 if sparse else capacity, units[0]), dtype=dtype)
-            self.Yb = np.empty((capacity, units[-1]), dtype=dtype)
-            self.swb = np.empty(capacity, dtype=dtype)
+
+
+class EpochWorkspace:
+    """Work buffers of ``kernels.train_epoch``: one set per part of a mini-batch.
+
+    Each mini-batch is cut into ``n_parts`` parts (see
+    ``_threads.epoch_parts``), which threads may compute at once; every
+    buffer has one row per part.
+
+    Parameters
+    ----------
+    network : Network
+        The network whose layer table fixes the buffer sizes.
+    batch_size : int
+        Rows per mini-batch.
+    sparse : bool, default=False
+        Whether the input is CSR (then no dense row buffer is needed).
+
+    Attributes
+    ----------
+    n_parts : int
+        Parts per mini-batch.
+    capacity : int
+        Rows per part.
+    sync : ndarray of shape (n_parts + 2,)
+        The kernels' barrier counters, abort flag and epoch count.
+    order : ndarray of shape (n_train,)
+        The row order of the current epoch.
+    hyper : ndarray of shape (N_HYPER,)
+        The optimizer's hyper-parameters for the current epoch.
+    """
+
+    def __init__(self, network, batch_size, *, sparse=False):
+        dtype = network.dtype
+        units = network.layer_units
+        self.n_parts = n_parts = _threads.epoch_parts(batch_size, units)
+        self.capacity = capacity = -(-batch_size // n_parts)
+        self.acts = np.empty((n_parts, capacity * sum(units[1:])), dtype=dtype)
+        self.deltas = np.empty_like(self.acts)
+        self.grads = np.empty((n_parts, network.n_params), dtype=dtype)
+        # sparse batches are read straight from the CSR arrays
+        self.Xb = np.empty((n_parts, 0 if sparse else capacity, units[0]), dtype=dtype)
+        self.Yb = np.empty((n_parts, capacity, units[-1]), dtype=dtype)
+        self.swb = np.empty((n_parts, capacity), dtype=dtype)
+        self.rows = np.empty((n_parts, capacity), dtype=np.int64)
+        self.part_sums = np.empty((n_parts, 3))
+        self.sync = np.zeros(n_parts + 2, dtype=np.int64)
+        # the epoch's row order and hyper-parameters, rewritten in place at each epoch
+        self.order = None
+        self.hyper = np.empty(kernels.N_HYPER)
 
 
 class ObjectiveWorkspace:
@@ -203,7 +245,7 @@ class ObjectiveWorkspace:
         self.bounds = [n_samples * k // n_blocks for k in range(n_blocks + 1)]
         self.blocks = []
         for start, stop in zip(self.bounds[:-1], self.bounds[1:]):
-            block = Workspace(network, max(1, chunk_rows(stop - start, network.layer_units)), with_batch=False)
+            block = Workspace(network, max(1, chunk_rows(stop - start, network.layer_units)))
             block.scratch = np.empty(network.n_params, dtype=network.dtype)
             self.blocks.append(block)
 
@@ -408,7 +450,7 @@ class Network:
 
         def predict_rows(start, stop):
             # a block shorter than a chunk is one (the last) chunk
-            work = Workspace(self, min(chunk, stop - start), with_batch=False)
+            work = Workspace(self, min(chunk, stop - start))
             kernels.predict(
                 *X_input.row_block(start, stop),
                 self.params, self.layers, work.acts, work.rows, work.capacity, out[start:stop],
@@ -594,7 +636,7 @@ class Network:
         """
         X_input = self._check_X(X)
         n_rows = X_input.n_samples
-        work = Workspace(self, max(n_rows, 1), with_batch=False)
+        work = Workspace(self, max(n_rows, 1))
         zs = np.empty_like(work.acts)
         rows = np.arange(n_rows, dtype=np.int64)
         kernels.forward_recording(
@@ -629,7 +671,7 @@ class Network:
         X_input = self._check_X(X)
         Y, sample_weight = self._check_targets(X_input, Y, sample_weight)
         n_rows = X_input.n_samples
-        work = Workspace(self, max(n_rows, 1), with_batch=False)
+        work = Workspace(self, max(n_rows, 1))
         zs, dAs = np.empty_like(work.acts), np.zeros_like(work.deltas)
         rows = np.arange(n_rows, dtype=np.int64)
         loss = kernels.batch_loss_and_gradient_recording(
@@ -752,11 +794,11 @@ class Network:
         optimizer = StochasticOptimizer(
             "sgd", self.n_params, self.dtype, learning_rate, momentum=momentum, nesterov=False
         )
-        work = Workspace(self, batch_size, sparse=X_input.sparse)
+        work = EpochWorkspace(self, batch_size, sparse=X_input.sparse)
         order = np.arange(n_samples, dtype=np.int64)
-        with kernel_threads(batch_size, self.layer_units):
+        with training_threads(batch_size, self.layer_units) as team:
             return [
                 run_epoch(self, X_input, Y, sample_weight, order, batch_size, work, optimizer,
-                          alpha, 1.0) / n_samples
+                          alpha, 1.0, team) / n_samples
                 for _ in range(n_epochs)
             ]

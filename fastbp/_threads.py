@@ -32,6 +32,9 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
+import numpy as np
+
 # Multiply-adds of a mini-batch product above which BLAS threads pay off.
 LARGE_PRODUCT = 4_000_000
 
@@ -39,6 +42,11 @@ LARGE_PRODUCT = 4_000_000
 # worker threads, and the fewest rows a worker gets.
 PARALLEL_WORK = 1_000_000
 MIN_BLOCK_ROWS = 64
+
+# Multiply-adds of a mini-batch's forward pass above which a fit cuts every
+# mini-batch into EPOCH_PARTS parts that threads share.
+SPLIT_WORK = 1_000_000
+EPOCH_PARTS = 2
 
 _controller = None
 _active_calls = 0
@@ -123,20 +131,143 @@ def _blas_limit(threads):
     return _scipy_blas().limit(limits=threads)
 
 
+def epoch_parts(batch_size, layer_units):
+    """Parts each mini-batch of a fit is cut into (see ``kernels.train_epoch``).
+
+    :data:`EPOCH_PARTS` when a mini-batch's forward pass has at least
+    :data:`SPLIT_WORK` multiply-adds, else one. The count depends only on
+    the batch size and the network, never on the machine, so neither do the
+    results.
+    """
+    if batch_size >= EPOCH_PARTS and batch_size * multiply_adds_per_row(layer_units) >= SPLIT_WORK:
+        return EPOCH_PARTS
+    return 1
+
+
 @contextlib.contextmanager
-def kernel_threads(n_rows, layer_units):
-    """Run the block with the BLAS thread count :func:`blas_threads` chooses.
+def training_threads(batch_size, layer_units):
+    """Decide how the epochs of a fit run; yield the :class:`EpochTeam` that runs them.
+
+    The parts of a mini-batch (:func:`epoch_parts`) run on one thread each,
+    with one BLAS thread each, when ``FASTBP_BLAS_THREADS`` is "auto", no
+    other fastbp call runs, two cores or more are available, and either a
+    part's largest product is below :data:`LARGE_PRODUCT` or there are no
+    more cores than parts (otherwise BLAS threads would use more cores).
+    Cores count up to Numba's thread limit (``NUMBA_NUM_THREADS``, which
+    joblib's worker processes and ``fastbp.distributed`` set), since threads
+    that wait for each other lose much on oversubscribed cores.
+    Else they run in turn in this thread, with the BLAS threads
+    :func:`blas_threads` picks for a part. The team's workers stop when the
+    block ends.
 
     Parameters
     ----------
-    n_rows : int
-        Rows per mini-batch or chunk of the kernel calls in the block.
+    batch_size : int
+        Rows per mini-batch.
     layer_units : sequence of int
         Units per layer, input first.
     """
+    n_parts = epoch_parts(batch_size, layer_units)
+    product = largest_product(-(-batch_size // n_parts), layer_units)
     with _tracked_call() as concurrent:
-        with _blas_limit(blas_threads(largest_product(n_rows, layer_units), concurrent)):
-            yield
+        cores = min(available_cores(), numba.config.NUMBA_NUM_THREADS)
+        threaded = (
+            n_parts > 1
+            and os.environ.get("FASTBP_BLAS_THREADS", "auto") == "auto"
+            and not concurrent
+            and cores >= 2
+            and (product < LARGE_PRODUCT or cores <= n_parts)
+        )
+        with _blas_limit(1 if threaded else blas_threads(product, concurrent)):
+            team = EpochTeam(n_parts, n_parts if threaded else 1)
+            try:
+                yield team
+            except BaseException:
+                team.close(raise_errors=False)
+                raise
+            team.close()
+
+
+class EpochTeam:
+    """The threads that share the mini-batches of a fit's epochs (see ``kernels.train_epoch``).
+
+    With one thread, every part of every epoch runs in the calling thread.
+    Otherwise part 0 runs in the calling thread and each other part on a
+    pool worker that stays in the kernel, waiting between epochs, from the
+    first epoch until :meth:`close`. An epoch that starts while another
+    fastbp call runs in the process runs every part in the calling thread
+    (threads that wait for each other lose much when other threads compete
+    for the cores); the workers wait meanwhile. The arithmetic is the same
+    either way.
+
+    Parameters
+    ----------
+    n_parts : int
+        Parts per mini-batch.
+    threads : int
+        1, or ``n_parts``.
+    """
+
+    def __init__(self, n_parts, threads):
+        self.n_parts = n_parts
+        self.threads = threads
+        self._sync = None
+        self._key = None
+        self._futures = []
+
+    def run(self, epoch, sync, key):
+        """Run one epoch; return part 0's result.
+
+        Parameters
+        ----------
+        epoch : callable
+            ``epoch(parts)`` calls the kernel for the parts in the int64
+            array ``parts``.
+        sync : ndarray of shape (n_parts + 2,) of int64
+            The kernel's barrier counters, abort flag and epoch count.
+        key : tuple
+            Identifies the arrays ``epoch`` passes: workers started for
+            other arrays are stopped and new ones started.
+        """
+        if self.threads == 1 or _active_calls > 1:
+            return epoch(np.arange(self.n_parts, dtype=np.int64))
+        if key != self._key:
+            self.close()
+            self._start(epoch, sync, key)
+        try:
+            result = epoch(np.array([0], dtype=np.int64))
+        except BaseException:
+            self.close(raise_errors=False)
+            raise
+        if sync[self.n_parts] != 0:  # a worker failed: raise its error
+            self.close()
+        return result
+
+    def _start(self, epoch, sync, key):
+        """Start a worker for each part but the first."""
+        sync[:] = 0
+        self._sync, self._key = sync, key
+
+        def work(part):
+            try:
+                return epoch(np.array([part], dtype=np.int64))
+            except BaseException:
+                sync[self.n_parts] = 1  # part 0 and the other workers stop waiting
+                raise
+
+        pool = _worker_pool()
+        self._futures = [pool.submit(work, part) for part in range(1, self.n_parts)]
+
+    def close(self, raise_errors=True):
+        """Stop the workers (the abort flag) and wait for them; raise the first worker error."""
+        futures, self._futures, self._key = self._futures, [], None
+        if not futures:
+            return
+        self._sync[self.n_parts] = 1
+        errors = [future.exception() for future in futures]
+        for error in errors:
+            if error is not None and raise_errors:
+                raise error
 
 
 def row_workers(n_rows, layer_units, concurrent):
@@ -201,7 +332,7 @@ def row_blocks(n_rows, layer_units, chunk, max_blocks):
     ``bounds[k]..bounds[k+1]`` and returns when all have finished (it raises
     the first error). With :func:`row_workers` > 1 the blocks run in
     parallel on worker threads, each with one BLAS thread; otherwise in
-    turn in this thread, with the BLAS threads :func:`kernel_threads` picks
+    turn in this thread, with the BLAS threads :func:`blas_threads` picks
     for chunks of ``chunk`` rows. Callers make the blocks themselves, from
     the data's length and the network only, so that results do not depend
     on ``workers``.

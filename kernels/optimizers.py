@@ -12,7 +12,8 @@ scikit-learn's ``SGDOptimizer`` and ``AdamOptimizer``:
 sums and finish the gradient on the fly -- ``(dW + alpha W) / S`` for the
 weights (the first ``n_coefs`` entries), ``db / S`` for the intercepts -- and
 return ``||W||^2`` (a vectorised sum) for the loss: two passes over the
-parameters per batch instead of four.
+parameters per batch instead of four. They step one range of the buffer, so
+that the threads of a split epoch can each step their own.
 """
 
 import numpy as np
@@ -88,8 +89,11 @@ def adam_step(params, grads, first_moment, second_moment, step, learning_rate, b
 
 @jit(internal=True)
 def sgd_update(params, raw_grads, velocity, learning_rate, momentum, nesterov,
-               alpha, weight_sum, n_coefs, fit_intercepts):
-    """Finish the raw gradient and take an SGD step in one pass; return ``||W||^2`` before it.
+               alpha, weight_sum, n_coefs, fit_intercepts, start, stop):
+    """Finish the raw gradient and take an SGD step of ``params[start:stop]`` in one pass.
+
+    Returns ``||W||^2`` of the range's weights before the step, so that
+    threads that share the buffer in ranges can add up the penalty.
 
     Parameters
     ----------
@@ -104,42 +108,54 @@ def sgd_update(params, raw_grads, velocity, learning_rate, momentum, nesterov,
         Number of weights (they come first in the buffer).
     fit_intercepts : bool
         Whether intercepts move.
+    start, stop : int
+        The range of the buffer to step.
 
     Returns
     -------
     penalty : float
-        Sum of squared weights before the step, in float64.
+        Sum of the range's squared weights before the step, in float64.
     """
-    penalty = squared_sum(params, n_coefs)
-    for k in range(n_coefs):
-        g = (raw_grads[k] + alpha * params[k]) / weight_sum
-        sgd_element(params, velocity, k, g, learning_rate, momentum, nesterov)
+    # loops over views from 0: an index that may be negative would need a
+    # wraparound check, which keeps a loop from vectorising (2x slower)
+    coefs_stop = max(start, min(stop, n_coefs))
+    W, dW, W_v = params[start:coefs_stop], raw_grads[start:coefs_stop], velocity[start:coefs_stop]
+    b, db, b_v = params[coefs_stop:stop], raw_grads[coefs_stop:stop], velocity[coefs_stop:stop]
+    penalty = squared_sum(W, W.shape[0])
+    for k in range(W.shape[0]):
+        g = (dW[k] + alpha * W[k]) / weight_sum
+        sgd_element(W, W_v, k, g, learning_rate, momentum, nesterov)
     if fit_intercepts:
-        for k in range(n_coefs, params.shape[0]):
-            sgd_element(params, velocity, k, raw_grads[k] / weight_sum, learning_rate, momentum, nesterov)
+        for k in range(b.shape[0]):
+            sgd_element(b, b_v, k, db[k] / weight_sum, learning_rate, momentum, nesterov)
     else:
-        for k in range(n_coefs, params.shape[0]):
-            sgd_element(params, velocity, k, weight_sum * 0, learning_rate, momentum, nesterov)
+        for k in range(b.shape[0]):
+            sgd_element(b, b_v, k, weight_sum * 0, learning_rate, momentum, nesterov)
     return penalty
 
 
 @jit(internal=True)
 def adam_update(params, raw_grads, first_moment, second_moment, step, learning_rate, beta_1,
-                beta_2, epsilon, alpha, weight_sum, n_coefs, fit_intercepts):
-    """Finish the raw gradient and take an Adam step in one pass; return ``||W||^2`` before it.
+                beta_2, epsilon, alpha, weight_sum, n_coefs, fit_intercepts, start, stop):
+    """Finish the raw gradient and take an Adam step of ``params[start:stop]`` in one pass.
 
-    Arguments are those of :func:`adam_step` and :func:`sgd_update`.
+    Arguments are those of :func:`adam_step` and :func:`sgd_update`; returns
+    ``||W||^2`` of the range's weights before the step.
     """
     lr_t, b1, b2, c1, c2, eps = adam_rates(params, step, learning_rate, beta_1, beta_2, epsilon)
-    penalty = squared_sum(params, n_coefs)
-    for k in range(n_coefs):
-        g = (raw_grads[k] + alpha * params[k]) / weight_sum
-        adam_element(params, first_moment, second_moment, k, g, lr_t, b1, b2, c1, c2, eps)
+    coefs_stop = max(start, min(stop, n_coefs))  # loops over views from 0, as in sgd_update
+    W, dW = params[start:coefs_stop], raw_grads[start:coefs_stop]
+    W_m, W_v = first_moment[start:coefs_stop], second_moment[start:coefs_stop]
+    b, db = params[coefs_stop:stop], raw_grads[coefs_stop:stop]
+    b_m, b_v = first_moment[coefs_stop:stop], second_moment[coefs_stop:stop]
+    penalty = squared_sum(W, W.shape[0])
+    for k in range(W.shape[0]):
+        g = (dW[k] + alpha * W[k]) / weight_sum
+        adam_element(W, W_m, W_v, k, g, lr_t, b1, b2, c1, c2, eps)
     if fit_intercepts:
-        for k in range(n_coefs, params.shape[0]):
-            g = raw_grads[k] / weight_sum
-            adam_element(params, first_moment, second_moment, k, g, lr_t, b1, b2, c1, c2, eps)
+        for k in range(b.shape[0]):
+            adam_element(b, b_m, b_v, k, db[k] / weight_sum, lr_t, b1, b2, c1, c2, eps)
     else:
-        for k in range(n_coefs, params.shape[0]):
-            adam_element(params, first_moment, second_moment, k, weight_sum * 0, lr_t, b1, b2, c1, c2, eps)
+        for k in range(b.shape[0]):
+            adam_element(b, b_m, b_v, k, weight_sum * 0, lr_t, b1, b2, c1, c2, eps)
     return penalty

@@ -18,6 +18,7 @@ from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOpti
 
 import naive
 from fastbp import kernels as K
+from fastbp._threads import EpochTeam
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -196,8 +197,13 @@ def solver_state(solver, state_a, state_b):
 
 
 def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solver, hyper, state_a, state_b, t,
-                       spare_rows=2, one_row=False):
-    """One epoch of ``K.train_epoch`` (or, with ``one_row``, of ``K.train_epoch_one_row``)."""
+                       spare_rows=2, one_row=False, n_parts=1, threads=1):
+    """One epoch of ``K.train_epoch`` (or, with ``one_row``, of ``K.train_epoch_one_row``).
+
+    Each mini-batch is cut into ``n_parts`` parts, computed by one call or,
+    with ``threads=n_parts``, by one call per part in threads that meet at
+    the kernel's barriers (``fastbp._threads.EpochTeam``).
+    """
     if one_row:
         assert batch_size == 1 and not sparse
         return K.train_epoch_one_row(
@@ -207,20 +213,31 @@ def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solv
             np.asarray(hyper, dtype=np.float64), *solver_state(solver, state_a, state_b), t,
         )
     Xk, csr = kernel_input(p.X, sparse)
-    capacity = batch_size + spare_rows  # buffers may be larger than a batch
-    acts = nan_buffer(capacity * p.units(), p.dtype)
-    deltas = nan_buffer(capacity * p.units(), p.dtype)
-    grads = nan_buffer(p.n_params, p.dtype)
-    Xb = np.full((capacity, p.sizes[0]), np.nan, dtype=p.dtype)
-    Yb = np.full((capacity, p.sizes[-1]), np.nan, dtype=p.dtype)
-    swb = nan_buffer(capacity, p.dtype)
-    rows = np.full(capacity, -1, dtype=np.int64)
-    return K.train_epoch(
-        Xk, csr, p.Y, p.sample_weight, order, batch_size,
-        p.params, p.layers, acts, deltas, grads, Xb, Yb, swb, rows,
-        float(alpha), p.loss_code, float(p.loss_scale), p.eps, fit_intercepts,
-        np.asarray(hyper, dtype=np.float64), *solver_state(solver, state_a, state_b), t,
-    )
+    capacity = -(-batch_size // n_parts) + spare_rows  # buffers may be larger than a part
+    acts = np.full((n_parts, capacity * p.units()), np.nan, dtype=p.dtype)
+    deltas = np.full_like(acts, np.nan)
+    grads = np.full((n_parts, p.n_params), np.nan, dtype=p.dtype)
+    Xb = np.full((n_parts, 0 if sparse else capacity, p.sizes[0]), np.nan, dtype=p.dtype)
+    Yb = np.full((n_parts, capacity, p.sizes[-1]), np.nan, dtype=p.dtype)
+    swb = np.full((n_parts, capacity), np.nan, dtype=p.dtype)
+    rows = np.full((n_parts, capacity), -1, dtype=np.int64)
+    part_sums = np.full((n_parts, 3), np.nan)
+    sync = np.full(n_parts + 2, -1, dtype=np.int64)  # the team zeroes it when threads share the parts
+
+    def epoch(parts):
+        return K.train_epoch(
+            Xk, csr, p.Y, p.sample_weight, order, batch_size,
+            p.params, p.layers, acts, deltas, grads, Xb, Yb, swb, rows, part_sums,
+            float(alpha), p.loss_code, float(p.loss_scale), p.eps, fit_intercepts,
+            np.asarray(hyper, dtype=np.float64), *solver_state(solver, state_a, state_b), t,
+            parts, sync,
+        )
+
+    team = EpochTeam(n_parts, threads)
+    try:
+        return team.run(epoch, sync, key=())
+    finally:
+        team.close()
 
 
 def batch_rows(rng, n_rows):
@@ -628,16 +645,26 @@ EPOCH_CASES = [
 EPOCH_IDS = ["batch1-plain", "batch4-weighted-alpha-nointercepts-subset", "batch11-weighted-alpha"]
 
 
+# the parts of each mini-batch: one; two computed by one call; two computed by
+# two threads (with a batch of one row, the first part is empty)
+PARTS = [(1, 1), (2, 1), (2, 2)]
+PART_IDS = ["one-part", "two-parts", "two-threads"]
+
+
 @dtypes
 @sparse_or_dense
 @pytest.mark.parametrize("batch_size, weighted, alpha, fit_intercepts, subset", EPOCH_CASES, ids=EPOCH_IDS)
 @pytest.mark.parametrize("solver", list(SOLVERS))
+@pytest.mark.parametrize("n_parts, threads", PARTS, ids=PART_IDS)
 @pairings
 def test_train_epoch(
-    rng, dtype, sparse, batch_size, weighted, alpha, fit_intercepts, subset, solver, loss, out_activation
+    rng, dtype, sparse, batch_size, weighted, alpha, fit_intercepts, subset, solver, n_parts, threads,
+    loss, out_activation,
 ):
     p = Problem(rng, dtype, ["tanh", "relu"], loss, out_activation, weighted=weighted)
-    check_two_epochs(rng, p, batch_size, alpha, fit_intercepts, subset, solver, sparse=sparse)
+    check_two_epochs(
+        rng, p, batch_size, alpha, fit_intercepts, subset, solver, sparse=sparse, n_parts=n_parts, threads=threads
+    )
 
 
 # hidden layers narrower and wider than kernels.training.NARROW_LAYER: the
@@ -661,7 +688,9 @@ def test_train_epoch_one_row(
     check_two_epochs(rng, p, 1, alpha, fit_intercepts, subset, solver, one_row=True)
 
 
-def check_two_epochs(rng, p, batch_size, alpha, fit_intercepts, subset, solver, sparse=False, one_row=False):
+def check_two_epochs(
+    rng, p, batch_size, alpha, fit_intercepts, subset, solver, sparse=False, one_row=False, n_parts=1, threads=1
+):
     """Two epochs of a kernel against the NumPy reference: loss, parameters and optimizer state."""
     dtype = p.dtype
     kind, hyper = SOLVERS[solver]
@@ -680,7 +709,7 @@ def check_two_epochs(rng, p, batch_size, alpha, fit_intercepts, subset, solver, 
         )
         got_loss = kernel_train_epoch(
             p, order, batch_size, alpha, fit_intercepts, sparse, kind, hyper, state_a, state_b, t,
-            one_row=one_row,
+            one_row=one_row, n_parts=n_parts, threads=threads,
         )
         assert np.isfinite(want_loss)
         assert_close(got_loss, want_loss, dtype)

@@ -1,15 +1,16 @@
-"""Thread use: BLAS thread rules and predictions split among worker threads."""
+"""Thread use: BLAS thread rules, predictions split among worker threads, split epochs."""
 
 import multiprocessing
 import threading
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.datasets import make_classification
 
 from fastbp import MLPClassifier, Network
-from fastbp import _threads
+from fastbp import _solvers, _threads, kernels
 from fastbp._network import prediction_chunk_rows
 
 UNITS = (40, 33, 17, 5)
@@ -138,3 +139,126 @@ def test_forked_child_predicts_with_its_own_worker_pool(split_everything):
     assert child.exitcode == 0
     proba = np.array(queue.get(timeout=5))
     assert proba.shape == (300, 2) and np.allclose(proba.sum(axis=1), 1)
+
+
+@pytest.fixture
+def split_epochs(monkeypatch):
+    """Make every mini-batch of more than one row eligible for a split between two threads."""
+    monkeypatch.setenv("FASTBP_BLAS_THREADS", "auto")
+    monkeypatch.setattr(_threads, "SPLIT_WORK", 0)
+    monkeypatch.setattr(_threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 2)
+
+
+def recording_team_threads(monkeypatch):
+    """Record the ``threads`` of the team behind every epoch."""
+    threads_used = []
+    run = _threads.EpochTeam.run
+
+    def recording(team, epoch, sync, key):
+        threads_used.append(team.threads)
+        return run(team, epoch, sync, key)
+
+    monkeypatch.setattr(_threads.EpochTeam, "run", recording)
+    return threads_used
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("batch_size", [2, 25, 64])
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_split_epochs_on_two_threads_equal_one_thread_bitwise(
+    split_epochs, monkeypatch, dtype, sparse, solver, batch_size
+):
+    X, y = make_classification(n_samples=203, n_features=12, n_classes=3, n_informative=5, random_state=0)
+    X = X.astype(dtype)
+    if sparse:
+        X[np.abs(X) < 0.5] = 0
+        X = sp.csr_matrix(X)
+    threads_used = recording_team_threads(monkeypatch)
+
+    def fit():
+        return MLPClassifier(
+            hidden_layer_sizes=(17, 9), solver=solver, batch_size=batch_size, max_iter=4,
+            alpha=0.01, momentum=0.9, random_state=0,
+        ).fit(X, y)
+
+    threaded = fit()
+    assert set(threads_used) == {2}
+    threads_used.clear()
+    monkeypatch.setattr(_threads, "available_cores", lambda: 1)  # the same two parts, in turn
+    in_turn = fit()
+    assert set(threads_used) == {1}
+    assert threaded.loss_curve_ == in_turn.loss_curve_
+    for a, b in zip(threaded.coefs_ + threaded.intercepts_, in_turn.coefs_ + in_turn.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(_threads, "SPLIT_WORK", np.inf)  # one part: the same up to rounding
+    whole = fit()
+    np.testing.assert_allclose(whole.loss_curve_, threaded.loss_curve_, rtol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+def test_epoch_parts_and_training_threads_rules(monkeypatch):
+    monkeypatch.setenv("FASTBP_BLAS_THREADS", "auto")
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 64)
+    units = (10, 10)  # 100 multiply-adds per row
+    rows = _threads.SPLIT_WORK // 100
+    assert _threads.epoch_parts(rows, units) == 2
+    assert _threads.epoch_parts(rows - 1, units) == 1  # too little work
+    assert _threads.epoch_parts(1, (10_000, 10_000)) == 1  # one row cannot be cut
+
+    def threads(batch_size, layer_units):
+        with _threads.training_threads(batch_size, layer_units) as team:
+            return team.threads
+
+    monkeypatch.setattr(_threads, "available_cores", lambda: 2)
+    assert threads(rows, units) == 2
+    assert threads(rows - 1, units) == 1
+    big = (4_000, 4_000)  # a part's product is large: threads still, with no more cores than parts
+    assert threads(rows, big) == 2
+    monkeypatch.setattr(_threads, "available_cores", lambda: 8)
+    assert threads(rows, big) == 1  # BLAS threads would use more cores
+    assert threads(rows, units) == 2
+    monkeypatch.setattr(_threads, "available_cores", lambda: 1)
+    assert threads(rows, units) == 1
+    monkeypatch.setattr(_threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 1)  # as in a joblib worker process
+    assert threads(rows, units) == 1
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 64)
+    monkeypatch.setattr(_threads, "available_cores", lambda: 2)
+    with _threads.training_threads(rows, units):
+        assert threads(rows, units) == 1  # another fastbp call runs
+    monkeypatch.setenv("FASTBP_BLAS_THREADS", "1")
+    assert threads(rows, units) == 1
+
+
+@pytest.mark.parametrize("failing_part", [0, 1])
+def test_failing_part_of_a_split_epoch_raises_and_the_other_stops(split_epochs, monkeypatch, failing_part):
+    X, y = make_classification(n_samples=200, n_features=12, random_state=0)
+    train_epoch = kernels.train_epoch
+    calls = []
+
+    def failing(*args):
+        parts = args[-2]
+        calls.append(parts.tolist())
+        if parts.tolist() == [failing_part]:
+            raise RuntimeError(f"part {failing_part} failed")
+        return train_epoch(*args)
+
+    monkeypatch.setattr(kernels, "train_epoch", failing)
+    est = MLPClassifier(hidden_layer_sizes=(9,), batch_size=20, max_iter=3, random_state=0)
+    outcome = []
+
+    def fit():
+        try:
+            est.fit(X, y)
+        except RuntimeError as exc:
+            outcome.append(str(exc))
+
+    worker = threading.Thread(target=fit, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the other part kept waiting"
+    assert outcome == [f"part {failing_part} failed"]
+    assert sorted(calls) == [[0], [1]]
+    assert not hasattr(est, "coefs_")

@@ -1193,12 +1193,15 @@ def clone_fit(est, X, y):
     return clone(est).fit(X, y)
 
 
-def test_two_fits_in_threads_use_two_cores():
+def test_two_fits_in_threads_use_two_cores(monkeypatch):
     """Two fits in threads take clearly less than twice one fit, where the machine
     can run two threads at once at all (measured first on NumPy's sort, which
-    releases the GIL; on a loaded or single-core machine nothing can be shown)."""
+    releases the GIL; on a loaded or single-core machine nothing can be shown).
+    Each fit runs in one thread (``FASTBP_BLAS_THREADS=1``): a fit alone
+    would otherwise share its mini-batches between two threads."""
     if (os.cpu_count() or 1) < 2:
         pytest.skip("one core")
+    monkeypatch.setenv("FASTBP_BLAS_THREADS", "1")
     X, y = _big_regression()
     X, y = X[:4000], y[:4000]
     data = np.random.RandomState(0).uniform(size=2_000_000)
