@@ -24,7 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_array, check_random_state, column_or_1d, shuffle
+from sklearn.utils import check_array, check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.fixes import parse_version, sp_version
 from sklearn.utils.metaestimators import available_if
@@ -126,6 +126,19 @@ def _diverged(estimator, loss, where):
         "it was before this call. Try scaling X (e.g. StandardScaler), a smaller "
         "learning_rate_init or a larger alpha."
     )
+
+
+def _shuffled(sample_idx, random_state):
+    """``sklearn.utils.shuffle(sample_idx, random_state=random_state)``, with the same draws.
+
+    ``shuffle`` (``resample`` without replacement) permutes ``arange(n)``
+    with ``random_state.shuffle`` and indexes with it; its input checks cost
+    about 150 us per epoch (digits: 8 ms of a 50 ms fit). ``random_state``
+    is a ``RandomState`` and ``sample_idx`` a 1-D array.
+    """
+    permutation = np.arange(sample_idx.shape[0])
+    random_state.shuffle(permutation)
+    return sample_idx[permutation]
 
 
 class _EpochCallbacks:
@@ -601,7 +614,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                 for _ in range(self.max_iter):
                     checkpoint = self._checkpoint()
                     if self.shuffle:
-                        sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                        sample_idx = _shuffled(sample_idx, self._random_state)
                     order = sample_idx if train_rows is None else train_rows[sample_idx]
                     callbacks.epoch_begins()
                     loss_sum = run_epoch(

@@ -47,6 +47,7 @@ import joblib
 import numpy as np
 import pytest
 import sklearn.neural_network as sk_nn
+import sklearn.utils
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
@@ -592,6 +593,21 @@ def test_target_rows_are_the_label_binarizers(y, batch):
         encoded = est._encode_targets(labels)
         assert encoded.dtype == bool
         assert_array_equal(encoded, expected)
+
+
+@pytest.mark.parametrize("n_rows", [1, 2, 7, 1797])
+@pytest.mark.parametrize("seed", [0, 1, 12345])
+def test_epoch_shuffle_draws_as_sklearn_shuffle(n_rows, seed):
+    """Each epoch's order, and the random state after it, are ``sklearn.utils.shuffle``'s."""
+    ours, theirs = np.random.RandomState(seed), np.random.RandomState(seed)
+    rows = np.random.RandomState(99).permutation(n_rows + 3)[:n_rows]  # any row numbers
+    for _ in range(3):
+        expected = sklearn.utils.shuffle(rows, random_state=theirs)
+        got = mlp_module._shuffled(rows, ours)
+        assert_array_equal(got, expected)
+        assert got.dtype == expected.dtype
+        rows = got
+    assert ours.randint(1 << 30) == theirs.randint(1 << 30)
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
