@@ -116,104 +116,6 @@ def parameter_bound(n_params, part, n_parts):
     return min(n_params, (part_bound(n_params, part, n_parts) + 15) // 16 * 16)
 
 
-@jit(internal=True)
-def train_epoch_parts(
-    X, csr, Y, sample_weight, order, batch_size,
-    params, layers, acts, deltas, grads, Xb, Yb, swb, rows, part_sums,
-    alpha, loss_code, loss_scale, eps, fit_intercepts,
-    hyper, velocity, first_moment, second_moment, step_counter, parts, sync,
-):
-    """One epoch of :func:`train_epoch` for the parts ``parts`` (all, or one run by a thread).
-
-    Arguments are those of :func:`train_epoch`; returns the loss sum, or
-    NaN when the abort flag was raised.
-    """
-    n_train = order.shape[0]
-    n_parts = acts.shape[0]
-    capacity = rows.shape[1]
-    n_params = params.shape[0]
-    threaded = parts.shape[0] < n_parts
-    reached = 0  # barriers this part has met in earlier epochs: the count goes on
-    if threaded:
-        reached = sync[parts[0]]
-        if parts[0] == 0:  # start the epoch for the workers
-            store_release(sync, n_parts + 1, sync[n_parts + 1] + 1)
-    dtype = params.dtype.type
-    learning_rate = dtype(hyper[LEARNING_RATE])
-    momentum = dtype(hyper[MOMENTUM])
-    nesterov = hyper[NESTEROV] != 0
-    typed_alpha = dtype(alpha)
-    n_coefs = layers[0, INTERCEPT_OFFSET]
-    total_grads = grads[0]
-    first_step = step_counter[0]
-    n_batches = 0
-    loss_sum = 0.0
-    for start in range(0, n_train, batch_size):
-        n_rows = min(batch_size, n_train - start)
-        n_batches += 1
-        for p in parts:
-            part_start = start + part_bound(n_rows, p, n_parts)
-            part_rows = start + part_bound(n_rows, p + 1, n_parts) - part_start
-            batch_rows = rows[p, :part_rows]
-            sw_part = swb[p, :part_rows]
-            part_order = order[part_start : part_start + part_rows]
-            for k in range(part_rows):
-                r = part_order[k]
-                batch_rows[k] = r
-                sw_part[k] = sample_weight[r]
-            copy_rows(Y, batch_rows, Yb[p, :part_rows])
-            if csr is None:
-                X_batch = Xb[p, :part_rows]
-                copy_rows(X, batch_rows, X_batch)
-            else:
-                X_batch = Xb[p, :0]
-            if part_rows > 0:
-                part_sums[p, 0], part_sums[p, 1] = raw_batch_gradient(
-                    X_batch, csr, batch_rows, Yb[p, :part_rows], sw_part,
-                    params, layers, acts[p], deltas[p], capacity, grads[p], loss_code, eps,
-                    None, None,
-                )
-            else:
-                grads[p, :] = 0
-                part_sums[p, 0], part_sums[p, 1] = 0.0, 0.0
-        if threaded and not meet(sync, parts[0], n_parts, reached + 2 * n_batches - 1):
-            return np.nan
-        data_loss, weight_sum = 0.0, 0.0
-        for p in range(n_parts):
-            data_loss += part_sums[p, 0]
-            weight_sum += part_sums[p, 1]
-        typed_sum = dtype(weight_sum)
-        for p in parts:
-            range_start = parameter_bound(n_params, p, n_parts)
-            range_stop = parameter_bound(n_params, p + 1, n_parts)
-            total_range = total_grads[range_start:range_stop]  # views looped from 0 vectorise
-            for q in range(1, n_parts):
-                part_range = grads[q, range_start:range_stop]
-                for k in range(total_range.shape[0]):
-                    total_range[k] += part_range[k]
-            # the one step below that this specialisation keeps returns the range's ||W||^2
-            if first_moment is not None:
-                part_sums[p, 2] = adam_update(
-                    params, total_grads, first_moment, second_moment, first_step + n_batches,
-                    hyper[LEARNING_RATE], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON], typed_alpha,
-                    typed_sum, n_coefs, fit_intercepts, range_start, range_stop,
-                )
-            if velocity is not None:
-                part_sums[p, 2] = sgd_update(
-                    params, total_grads, velocity, learning_rate, momentum, nesterov, typed_alpha,
-                    typed_sum, n_coefs, fit_intercepts, range_start, range_stop,
-                )
-        if threaded and not meet(sync, parts[0], n_parts, reached + 2 * n_batches):
-            return np.nan
-        penalty = 0.0
-        for p in range(n_parts):
-            penalty += part_sums[p, 2]
-        loss_sum += reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale) * n_rows
-    if first_moment is not None and parts[0] == 0:
-        step_counter[0] = first_step + n_batches
-    return loss_sum
-
-
 @jit
 def train_epoch(
     X, csr, Y, sample_weight, order, batch_size,
@@ -305,24 +207,98 @@ def train_epoch(
         Sum over batches of the batch loss times the batch length, or NaN
         when the epoch was aborted; for a worker, the number of epochs it ran.
     """
+    n_train = order.shape[0]
     n_parts = acts.shape[0]
-    if parts.shape[0] < n_parts and parts[0] != 0:
-        epochs = 0
-        while wait_for_epoch(sync, n_parts, epochs + 1):
-            epochs += 1
-            train_epoch_parts(
-                X, csr, Y, sample_weight, order, batch_size,
-                params, layers, acts, deltas, grads, Xb, Yb, swb, rows, part_sums,
-                alpha, loss_code, loss_scale, eps, fit_intercepts,
-                hyper, velocity, first_moment, second_moment, step_counter, parts, sync,
-            )
-        return float(epochs)
-    return train_epoch_parts(
-        X, csr, Y, sample_weight, order, batch_size,
-        params, layers, acts, deltas, grads, Xb, Yb, swb, rows, part_sums,
-        alpha, loss_code, loss_scale, eps, fit_intercepts,
-        hyper, velocity, first_moment, second_moment, step_counter, parts, sync,
-    )
+    capacity = rows.shape[1]
+    n_params = params.shape[0]
+    threaded = parts.shape[0] < n_parts
+    worker = threaded and parts[0] != 0
+    dtype = params.dtype.type
+    typed_alpha = dtype(alpha)
+    n_coefs = layers[0, INTERCEPT_OFFSET]
+    total_grads = grads[0]
+    epochs = 0
+    # a worker loops over epochs here: the epoch's code is written once in this
+    # function (as a separate helper it cost 1.1 s more of first compile)
+    while not worker or wait_for_epoch(sync, n_parts, epochs + 1):
+        reached = 0  # barriers this part has met in earlier epochs: the count goes on
+        if threaded:
+            reached = sync[parts[0]]
+            if parts[0] == 0:  # start the epoch for the workers
+                store_release(sync, n_parts + 1, sync[n_parts + 1] + 1)
+        learning_rate = dtype(hyper[LEARNING_RATE])
+        momentum = dtype(hyper[MOMENTUM])
+        nesterov = hyper[NESTEROV] != 0
+        first_step = step_counter[0]
+        n_batches = 0
+        loss_sum = 0.0
+        for start in range(0, n_train, batch_size):
+            n_rows = min(batch_size, n_train - start)
+            n_batches += 1
+            for p in parts:
+                part_start = start + part_bound(n_rows, p, n_parts)
+                part_rows = start + part_bound(n_rows, p + 1, n_parts) - part_start
+                batch_rows = rows[p, :part_rows]
+                sw_part = swb[p, :part_rows]
+                part_order = order[part_start : part_start + part_rows]
+                for k in range(part_rows):
+                    r = part_order[k]
+                    batch_rows[k] = r
+                    sw_part[k] = sample_weight[r]
+                copy_rows(Y, batch_rows, Yb[p, :part_rows])
+                if csr is None:
+                    X_batch = Xb[p, :part_rows]
+                    copy_rows(X, batch_rows, X_batch)
+                else:
+                    X_batch = Xb[p, :0]
+                if part_rows > 0:
+                    part_sums[p, 0], part_sums[p, 1] = raw_batch_gradient(
+                        X_batch, csr, batch_rows, Yb[p, :part_rows], sw_part,
+                        params, layers, acts[p], deltas[p], capacity, grads[p], loss_code, eps,
+                        None, None,
+                    )
+                else:
+                    grads[p, :] = 0
+                    part_sums[p, 0], part_sums[p, 1] = 0.0, 0.0
+            if threaded and not meet(sync, parts[0], n_parts, reached + 2 * n_batches - 1):
+                return np.nan
+            data_loss, weight_sum = 0.0, 0.0
+            for p in range(n_parts):
+                data_loss += part_sums[p, 0]
+                weight_sum += part_sums[p, 1]
+            typed_sum = dtype(weight_sum)
+            for p in parts:
+                range_start = parameter_bound(n_params, p, n_parts)
+                range_stop = parameter_bound(n_params, p + 1, n_parts)
+                total_range = total_grads[range_start:range_stop]  # views looped from 0 vectorise
+                for q in range(1, n_parts):
+                    part_range = grads[q, range_start:range_stop]
+                    for k in range(total_range.shape[0]):
+                        total_range[k] += part_range[k]
+                # the one step below that this specialisation keeps returns the range's ||W||^2
+                if first_moment is not None:
+                    part_sums[p, 2] = adam_update(
+                        params, total_grads, first_moment, second_moment, first_step + n_batches,
+                        hyper[LEARNING_RATE], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON], typed_alpha,
+                        typed_sum, n_coefs, fit_intercepts, range_start, range_stop,
+                    )
+                if velocity is not None:
+                    part_sums[p, 2] = sgd_update(
+                        params, total_grads, velocity, learning_rate, momentum, nesterov, typed_alpha,
+                        typed_sum, n_coefs, fit_intercepts, range_start, range_stop,
+                    )
+            if threaded and not meet(sync, parts[0], n_parts, reached + 2 * n_batches):
+                return np.nan
+            penalty = 0.0
+            for p in range(n_parts):
+                penalty += part_sums[p, 2]
+            loss_sum += reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale) * n_rows
+        if first_moment is not None and parts[0] == 0:
+            step_counter[0] = first_step + n_batches
+        epochs += 1
+        if not worker:
+            return loss_sum
+    return float(epochs)
 
 
 # Layers with fewer output units than this run their one-row loops with the
