@@ -1,5 +1,6 @@
 """Thread use: BLAS thread rules, predictions split among worker threads, split epochs."""
 
+import contextlib
 import multiprocessing
 import threading
 
@@ -196,6 +197,35 @@ def test_split_epochs_on_two_threads_equal_one_thread_bitwise(
     monkeypatch.setattr(_threads, "SPLIT_WORK", np.inf)  # one part: the same up to rounding
     whole = fit()
     np.testing.assert_allclose(whole.loss_curve_, threaded.loss_curve_, rtol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_epochs_in_turn_while_another_call_runs_then_threaded_again(split_epochs, monkeypatch):
+    # the workers wait through epochs that run in this thread, then go on
+    X, y = make_classification(n_samples=150, n_features=12, n_classes=3, n_informative=5, random_state=1)
+    run = _threads.EpochTeam.run
+    in_turn = []
+
+    def sometimes_busy(team, epoch, sync, key):
+        busy = len(in_turn) % 3 == 1  # epochs 2, 5, 8, ...: another fastbp call "runs"
+        in_turn.append(busy)
+        with contextlib.ExitStack() as stack:
+            if busy:
+                stack.enter_context(_threads._tracked_call())
+            return run(team, epoch, sync, key)
+
+    def fit():
+        return MLPClassifier(hidden_layer_sizes=(11,), batch_size=16, max_iter=7, random_state=0).fit(X, y)
+
+    monkeypatch.setattr(_threads.EpochTeam, "run", sometimes_busy)
+    mixed = fit()
+    assert in_turn == [False, True, False, False, True, False, False]
+    monkeypatch.setattr(_threads.EpochTeam, "run", run)
+    monkeypatch.setattr(_threads, "available_cores", lambda: 1)
+    alone = fit()
+    assert mixed.loss_curve_ == alone.loss_curve_
+    for a, b in zip(mixed.coefs_ + mixed.intercepts_, alone.coefs_ + alone.intercepts_):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_epoch_parts_and_training_threads_rules(monkeypatch):
