@@ -930,10 +930,6 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     max_fun : int, default=15000
         Maximum number of loss function calls of 'lbfgs'.
     early_stopping_metric : {'score', 'loss'}, default='score'
-        What early stopping watches on the validation set: the R2 score
-        (scikit-learn's rule) or the validation loss. The weights of the best
-        epoch by that measure are restored. (fastbp addition.)
-    early_stopping_metric : {'score', 'loss'}, default='score'
         What early stopping watches on the validation set: the accuracy
         (scikit-learn's rule) or the validation loss. The weights of the best
         epoch by that measure are restored. (fastbp addition.)
@@ -1332,6 +1328,10 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         Maximum number of epochs not meeting the ``tol`` improvement.
     max_fun : int, default=15000
         Maximum number of loss function calls of 'lbfgs'.
+    early_stopping_metric : {'score', 'loss'}, default='score'
+        What early stopping watches on the validation set: the R2 score
+        (scikit-learn's rule) or the validation loss. The weights of the best
+        epoch by that measure are restored. (fastbp addition.)
 
     Attributes
     ----------
