@@ -14,7 +14,7 @@ separate specialisations, the dense one without the CSR code.
 
 import numpy as np
 
-from ._arrays import matrix_view
+from ._arrays import matrix_view, prefetch_row
 from ._jit import jit
 from ._sync import meet, store_release, wait_for_epoch
 from .activations import add_bias_and_activate, multiply_by_derivative
@@ -301,6 +301,17 @@ def train_epoch(
     return float(epochs)
 
 
+@jit(internal=True)
+def per_weight(value, weight_sum, unit_weight):
+    """``value / weight_sum``, or ``value`` itself when ``unit_weight`` (the weight is exactly 1).
+
+    Dividing by 1 is exact, so skipping it changes no result; a division
+    costs more than the rest of a one-row weight update (20-32-1, rows of
+    weight 1: 0.65 -> 0.60 us per row).
+    """
+    return value if unit_weight else value / weight_sum
+
+
 # Layers with fewer output units than this run their one-row loops with the
 # inputs innermost: an inner loop of one or two iterations costs more in
 # set-up than in work (20-32-1: 1.02 -> 0.90 us per row).
@@ -357,7 +368,11 @@ fit_intercepts, hyper, velocity, first_moment, second_moment, step_counter
     if first_moment is not None:
         state_a, state_b = first_moment, second_moment
     loss_sum = 0.0
-    for r in order:
+    n_rows = order.shape[0]
+    for position in range(n_rows):
+        r = order[position]
+        if position + 1 < n_rows:
+            prefetch_row(X, order[position + 1])  # rows are drawn at random from X
         # forward: Z = A_prev @ W, then bias and activation
         unit_start = 0
         A_prev = X[r]
@@ -367,8 +382,17 @@ fit_intercepts, hyper, velocity, first_moment, second_moment, step_counter
             W = matrix_view(params[coef_start : coef_start + fan_in * fan_out], fan_in, fan_out)
             Z = acts[unit_start : unit_start + fan_out]
             if fan_out >= NARROW_LAYER:
+                # Four inputs per pass over Z, added in the plain loop's order: Z is
+                # read and written a quarter as often (20-32-1: 0.60 -> 0.49 us per row).
                 Z[:] = zero
-                for i in range(fan_in):
+                n_quads = fan_in // 4
+                for quad in range(n_quads):
+                    i = 4 * quad
+                    a0, a1, a2, a3 = A_prev[i], A_prev[i + 1], A_prev[i + 2], A_prev[i + 3]
+                    W0, W1, W2, W3 = W[i], W[i + 1], W[i + 2], W[i + 3]
+                    for j in range(fan_out):
+                        Z[j] = (((Z[j] + a0 * W0[j]) + a1 * W1[j]) + a2 * W2[j]) + a3 * W3[j]
+                for i in range(4 * n_quads, fan_in):
                     a = A_prev[i]
                     for j in range(fan_out):
                         Z[j] += a * W[i, j]
@@ -386,6 +410,7 @@ fit_intercepts, hyper, velocity, first_moment, second_moment, step_counter
         weight_row = sample_weight[r : r + 1]
         weight_sum = np.float64(sample_weight[r])
         typed_sum = dtype(weight_sum)
+        unit_weight = typed_sum == 1
         data_loss = weighted_loss_sum(output, Y_row, weight_row, loss_code, eps)
         output_delta(output, Y_row, weight_row, layers[n_layers - 1, ACTIVATION], loss_code, out_delta)
         penalty = squared_sum(params, n_coefs)
@@ -424,11 +449,11 @@ fit_intercepts, hyper, velocity, first_moment, second_moment, step_counter
                     a = A_prev[i]
                     if first_moment is not None:
                         for j in range(fan_out):
-                            g = (a * delta[j] + typed_alpha * W[i, j]) / typed_sum
+                            g = per_weight(a * delta[j] + typed_alpha * W[i, j], typed_sum, unit_weight)
                             adam_element(W, W_a, W_b, (i, j), g, lr_t, b1, b2, c1, c2, adam_eps)
                     else:
                         for j in range(fan_out):
-                            g = (a * delta[j] + typed_alpha * W[i, j]) / typed_sum
+                            g = per_weight(a * delta[j] + typed_alpha * W[i, j], typed_sum, unit_weight)
                             sgd_element(W, W_a, (i, j), g, learning_rate, momentum, nesterov)
             else:
                 if l > 0:
@@ -441,18 +466,18 @@ fit_intercepts, hyper, velocity, first_moment, second_moment, step_counter
                     d = delta[j]
                     if first_moment is not None:
                         for i in range(fan_in):
-                            g = (A_prev[i] * d + typed_alpha * W[i, j]) / typed_sum
+                            g = per_weight(A_prev[i] * d + typed_alpha * W[i, j], typed_sum, unit_weight)
                             adam_element(W, W_a, W_b, (i, j), g, lr_t, b1, b2, c1, c2, adam_eps)
                     else:
                         for i in range(fan_in):
-                            g = (A_prev[i] * d + typed_alpha * W[i, j]) / typed_sum
+                            g = per_weight(A_prev[i] * d + typed_alpha * W[i, j], typed_sum, unit_weight)
                             sgd_element(W, W_a, (i, j), g, learning_rate, momentum, nesterov)
             intercept_start = layers[l, INTERCEPT_OFFSET]
             b = params[intercept_start : intercept_start + fan_out]
             b_a = state_a[intercept_start : intercept_start + fan_out]
             b_b = state_b[intercept_start : intercept_start + fan_out]
             for j in range(fan_out):
-                g = delta[j] / typed_sum if fit_intercepts else zero
+                g = per_weight(delta[j], typed_sum, unit_weight) if fit_intercepts else zero
                 if first_moment is not None:
                     adam_element(b, b_a, b_b, j, g, lr_t, b1, b2, c1, c2, adam_eps)
                 else:
