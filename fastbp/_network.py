@@ -87,8 +87,16 @@ def available_memory():
         return None
 
 
+# Allocations below this are not checked: NumPy raises MemoryError itself
+# when they fail, and reading /proc/meminfo costs ~20-70 us per call, twice
+# per fit (1% of a 12 ms online fit).
+_UNCHECKED_BYTES = 64 * 2**20
+
+
 def require_memory(n_bytes, what):
-    """Raise MemoryError, before allocating, when ``n_bytes`` cannot fit in memory."""
+    """Raise MemoryError, before allocating, when ``n_bytes`` (above 64 MiB) cannot fit in memory."""
+    if n_bytes < _UNCHECKED_BYTES:
+        return
     available = available_memory()
     if available is not None and n_bytes > available:
         raise MemoryError(

@@ -697,6 +697,71 @@ def test_finite_X_whose_sum_overflows_is_accepted_as_sklearn(kind):
         models["sklearn"].predict(X_huge)
 
 
+_HUGE = np.finfo(np.float64).max
+
+
+# (X, y) given to a fit: the fast path of fastbp's input check must return
+# what scikit-learn's validate_data returns, or raise what it raises
+TRAINING_INPUTS = {
+    "float64-C-float-y": lambda X, y: (X, y.astype(np.float64)),
+    "float32-F-int-y": lambda X, y: (np.asfortranarray(X, dtype=np.float32), y.astype(np.int32)),
+    "2-D-y": lambda X, y: (X, np.column_stack([y, y]).astype(np.float64)),
+    "int-X": lambda X, y: (X.astype(np.int64), y),
+    "list-X": lambda X, y: (X.tolist(), y),
+    "X-sum-overflows": lambda X, y: (np.full_like(X, _HUGE), y),
+    "y-sum-overflows": lambda X, y: (X, np.full(len(y), _HUGE)),
+    "y-inf": lambda X, y: (X, np.where(np.arange(len(y)) == 2, np.inf, y)),
+    "X-nan": lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X), y),
+    "y-too-short": lambda X, y: (X, y[:-1]),
+    "3-D-y": lambda X, y: (X, y.reshape(-1, 1, 1)),
+    "y-without-columns": lambda X, y: (X, np.empty((len(y), 0))),
+    "bool-y": lambda X, y: (X, y > 0),
+    "3-columns": lambda X, y: (X[:, :3].copy(), y),
+}
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["unnamed", "fitted-with-names"])
+@pytest.mark.parametrize("reset", [True, False], ids=["reset", "no-reset"])
+@pytest.mark.parametrize("case", list(TRAINING_INPUTS))
+@pytest.mark.parametrize("kind", KINDS)
+def test_training_input_check_returns_what_validate_data_returns(kind, case, reset, named):
+    from sklearn.utils.validation import validate_data
+
+    X, y = TRAINING_INPUTS[case](*make_data(kind))
+    ours, theirs = build("fastbp", kind), build("fastbp", kind)
+    for est in (ours, theirs):
+        est.n_features_in_ = 3 if reset else 4  # a reset must set it to X's 4
+        if named:
+            est.feature_names_in_ = np.array(["a", "b", "c", "d"], dtype=object)
+    numeric = {"y_numeric": True} if kind == "MLPRegressor" else {}
+
+    def check(est):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if est is ours:
+                out = est._validate_training_input(X, y, reset, **numeric)
+            else:
+                out = validate_data(
+                    est, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                    dtype=(np.float64, np.float32), reset=reset, **numeric,
+                )
+        return out, [str(w.message) for w in caught]
+
+    try:
+        (X_want, y_want), warned = check(theirs)
+    except ValueError as exc:
+        with pytest.raises(type(exc), match=re.escape(str(exc))):
+            check(ours)
+        return
+    (X_got, y_got), got_warned = check(ours)
+    assert got_warned == warned
+    for got, want in ((X_got, X_want), (y_got, y_want)):
+        assert got.dtype == want.dtype and got.flags.c_contiguous == want.flags.c_contiguous
+        assert_array_equal(got, want)
+    assert ours.n_features_in_ == theirs.n_features_in_
+    assert hasattr(ours, "feature_names_in_") == hasattr(theirs, "feature_names_in_")
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_assume_finite_skips_the_check_as_sklearn(kind):
     X, y = make_data(kind)
