@@ -595,6 +595,45 @@ def test_target_rows_are_the_label_binarizers(y, batch):
         assert_array_equal(encoded, expected)
 
 
+@pytest.mark.parametrize(
+    "y",
+    [
+        *(np.array([3, 1, 2, 3, 1, 0], dtype=dtype) for dtype in
+          (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)),
+        np.array([4, 4, 4]),  # one class
+        np.array([7, 2, 7]),  # two classes
+        np.array([-5, 3, 0, 3]),  # negative labels
+        np.array([10**12, 3, 10**12]),  # labels too large to count
+        np.array([np.iinfo(np.uint64).max, 0], dtype=np.uint64),
+        np.arange(40)[::3],  # not contiguous
+        np.arange(10**6 - 5, 10**6, dtype=np.uint32),
+        np.array([], dtype=np.int64),  # the binarizer's path and its error
+        np.array([1.0, -2.0, 1.0]),
+        np.array(["b", "a"]),
+        np.array([True, False]),
+        np.array([[1, 0], [0, 1]]),  # multilabel
+        [2, 1, 2],  # a list
+    ],
+    ids=lambda y: f"{np.asarray(y).dtype}-{np.asarray(y).shape}-{str(np.asarray(y).tolist())[:20]}",
+)
+def test_label_binarizer_is_fitted_as_sklearn_fits_it(y):
+    """The classifier's fitted binarizer has every attribute of ``LabelBinarizer().fit(y)``, of the same dtype."""
+    try:
+        expected = LabelBinarizer().fit(y)
+    except ValueError as exc:
+        with pytest.raises(ValueError, match=re.escape(str(exc))):
+            mlp_module._fitted_label_binarizer(y)
+        return
+    got = mlp_module._fitted_label_binarizer(y)
+    assert vars(got).keys() == vars(expected).keys()
+    for name, value in vars(expected).items():
+        if isinstance(value, np.ndarray):
+            assert_array_equal(vars(got)[name], value)
+            assert vars(got)[name].dtype == value.dtype, name
+        else:
+            assert vars(got)[name] == value, name
+
+
 @pytest.mark.parametrize("n_rows", [1, 2, 7, 1797])
 @pytest.mark.parametrize("seed", [0, 1, 12345])
 def test_epoch_shuffle_draws_as_sklearn_shuffle(n_rows, seed):
