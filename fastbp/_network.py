@@ -17,6 +17,7 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import _check_sample_weight
 
 from . import _threads, kernels
+from ._buffers import aligned_empty, aligned_zeros
 from ._solvers import StochasticOptimizer, run_epoch
 from ._threads import chunk_blocks, multiply_adds_per_row, row_blocks, training_threads
 
@@ -166,9 +167,9 @@ class Workspace:
     def __init__(self, network, capacity):
         dtype = network.dtype
         self.capacity = capacity
-        self.acts = np.empty(capacity * sum(network.layer_units[1:]), dtype=dtype)
-        self.deltas = np.empty_like(self.acts)
-        self.grads = np.empty(network.n_params, dtype=dtype)
+        self.acts = aligned_empty(capacity * sum(network.layer_units[1:]), dtype)
+        self.deltas = aligned_empty(self.acts.shape, dtype)
+        self.grads = aligned_empty(network.n_params, dtype)
         self.rows = np.empty(capacity, dtype=np.int64)
 
 
@@ -207,13 +208,13 @@ class EpochWorkspace:
         units = network.layer_units
         self.n_parts = n_parts = _threads.epoch_parts(batch_size, units)
         self.capacity = capacity = -(-batch_size // n_parts)
-        self.acts = np.empty((n_parts, capacity * sum(units[1:])), dtype=dtype)
-        self.deltas = np.empty_like(self.acts)
-        self.grads = np.empty((n_parts, network.n_params), dtype=dtype)
+        self.acts = aligned_empty((n_parts, capacity * sum(units[1:])), dtype)
+        self.deltas = aligned_empty(self.acts.shape, dtype)
+        self.grads = aligned_empty((n_parts, network.n_params), dtype)
         # sparse batches are read straight from the CSR arrays
-        self.Xb = np.empty((n_parts, 0 if sparse else capacity, units[0]), dtype=dtype)
-        self.Yb = np.empty((n_parts, capacity, units[-1]), dtype=dtype)
-        self.swb = np.empty((n_parts, capacity), dtype=dtype)
+        self.Xb = aligned_empty((n_parts, 0 if sparse else capacity, units[0]), dtype)
+        self.Yb = aligned_empty((n_parts, capacity, units[-1]), dtype)
+        self.swb = aligned_empty((n_parts, capacity), dtype)
         self.rows = np.empty((n_parts, capacity), dtype=np.int64)
         self.part_sums = np.empty((n_parts, 3))
         self.sync = np.zeros(n_parts + 2, dtype=np.int64)
@@ -254,7 +255,7 @@ class ObjectiveWorkspace:
         self.blocks = []
         for start, stop in zip(self.bounds[:-1], self.bounds[1:]):
             block = Workspace(network, max(1, chunk_rows(stop - start, network.layer_units)))
-            block.scratch = np.empty(network.n_params, dtype=network.dtype)
+            block.scratch = aligned_empty(network.n_params, network.dtype)
             self.blocks.append(block)
 
 
@@ -342,7 +343,7 @@ class Network:
             self.n_params * self.dtype.itemsize,
             f"A network of layer sizes {self.layer_units} ({self.n_params:,} parameters)",
         )
-        self.params = np.zeros(self.n_params, dtype=self.dtype)
+        self.params = aligned_zeros(self.n_params, self.dtype)
         self._make_views()
 
     def _layer_table(self):
@@ -429,9 +430,11 @@ class Network:
         if coefs is not self.coefs or intercepts is not self.intercepts:
             return False
         expected = zip(self._expected_views(), list(coefs) + list(intercepts))
+        # params is itself a view of an aligned byte buffer, which views of it share as base
+        memory = self.params if self.params.base is None else self.params.base
         return all(
             isinstance(view, np.ndarray)
-            and view.base is self.params
+            and view.base is memory
             and view.shape == shape
             and view.__array_interface__["data"][0] == address
             for (shape, address), view in expected

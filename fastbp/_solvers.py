@@ -9,6 +9,7 @@ follow scikit-learn's ``SGDOptimizer`` and ``AdamOptimizer`` exactly.
 import numpy as np
 
 from . import kernels
+from ._buffers import aligned_empty, aligned_zeros
 
 
 class StochasticOptimizer:
@@ -60,10 +61,20 @@ class StochasticOptimizer:
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
-        self.state_a = np.zeros(n_params, dtype=dtype)
+        self.state_a = aligned_zeros(n_params, dtype)
         size_b = n_params if solver == "adam" else 0
-        self.state_b = np.zeros(size_b, dtype=dtype)
+        self.state_b = aligned_zeros(size_b, dtype)
         self.step_counter = np.zeros(1, dtype=np.int64)
+
+    def __setstate__(self, state):
+        # copies (unpickling, deepcopy) get their state buffers aligned again
+        self.__dict__.update(state)
+        for name in ("state_a", "state_b"):
+            value = state.get(name)
+            if isinstance(value, np.ndarray) and value.ndim == 1:
+                aligned = aligned_empty(value.shape, value.dtype)
+                aligned[...] = value
+                setattr(self, name, aligned)
 
     def kernel_state(self):
         """``(velocity, first_moment, second_moment)`` of the training kernels.

@@ -299,3 +299,47 @@ def test_network_rejects_bad_configurations():
 def test_public_names():
     assert fastbp.Network is Network
     assert callable(fastbp.check_gradients)
+
+
+# --------------------------------------------------------------------------
+# Buffers start on a cache line (vectorised loops ran up to 25% slower when
+# a fit's NumPy allocations happened to start 16 or 48 bytes past one)
+# --------------------------------------------------------------------------
+
+
+def _on_cache_line(array):
+    return array.ctypes.data % 64 == 0
+
+
+@pytest.mark.parametrize("shape", [0, 1, 7, 705, (3, 0), (2, 5), (2, 3, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_aligned_buffers(shape, dtype):
+    from fastbp._buffers import aligned_empty, aligned_zeros
+
+    for _ in range(5):  # allocations land at different offsets
+        empty, zeros = aligned_empty(shape, dtype), aligned_zeros(shape, dtype)
+        want = np.zeros(shape, dtype)
+        for array in (empty, zeros):
+            assert array.shape == want.shape and array.dtype == want.dtype
+            assert array.flags.c_contiguous and array.flags.writeable
+            assert array.size == 0 or _on_cache_line(array)  # an empty array has no data to place
+        np.testing.assert_array_equal(zeros, want)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_fitted_buffers_start_on_a_cache_line_also_in_copies(solver):
+    import copy
+    import pickle
+
+    X, y = make_classification(n_samples=40, n_features=5, random_state=0)
+    est = MLPClassifier(hidden_layer_sizes=(7,), solver=solver, max_iter=3, random_state=0).fit(X, y)
+    for model in (est, copy.deepcopy(est), pickle.loads(pickle.dumps(est))):
+        optimizer = model._optimizer
+        buffers = [model._get_network().params, optimizer.state_a]
+        if solver == "adam":
+            buffers.append(optimizer.state_b)
+        assert all(_on_cache_line(b) for b in buffers)
+        np.testing.assert_array_equal(optimizer.state_a, est._optimizer.state_a)
+        assert model._get_network().owns(model.coefs_, model.intercepts_)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(est)).predict(X), est.predict(X))

@@ -1,0 +1,44 @@
+"""Work and parameter buffers that start on a cache line.
+
+The kernels' vectorised loops load and store 64 bytes at a time (AVX-512)
+over the flat parameter buffer, the optimizer state and the work buffers.
+NumPy aligns a small array to 16 bytes only, so whether those loads cross
+cache lines changed from one fit to the next. Measured on the one-row epoch
+(20-32-1, float64, sgd, 20,000 rows): 8.3-8.4 ms with the parameters and
+the velocity both 0 or 32 bytes past a 64-byte boundary, 8.8-9.3 ms with
+the velocity 16 or 48 bytes past one, 9.8-10.9 ms with the parameters so.
+"""
+
+import numpy as np
+
+ALIGNMENT = 64
+
+
+def aligned_empty(shape, dtype):
+    """``np.empty(shape, dtype)`` whose data start on a multiple of :data:`ALIGNMENT` bytes.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        Shape of the C-contiguous array.
+    dtype : dtype
+        Its dtype.
+
+    Returns
+    -------
+    array : ndarray
+        A C-contiguous view of a slightly larger byte buffer.
+    """
+    dtype = np.dtype(dtype)
+    shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
+    n_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(n_bytes + ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start : start + n_bytes].view(dtype).reshape(shape)
+
+
+def aligned_zeros(shape, dtype):
+    """``np.zeros(shape, dtype)`` whose data start on a multiple of :data:`ALIGNMENT` bytes."""
+    array = aligned_empty(shape, dtype)
+    array[...] = 0
+    return array
