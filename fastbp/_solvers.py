@@ -126,8 +126,8 @@ def run_epoch(network, X_input, Y, sample_weight, order, batch_size, work, optim
 
     Mini-batches of one dense row take ``kernels.train_epoch_one_row``, which
     fuses each row's passes (measured on a 20-32-1 float64 network with sgd:
-    1.95 us per row through ``train_epoch``, 0.68 us through it then, 0.45-0.5
-    us now); everything
+    1.95 us per row through ``train_epoch``, 0.68 us through it when it was
+    written, 0.45-0.5 us now); everything
     else takes ``kernels.train_epoch``, whose parts of each mini-batch
     (``work.n_parts``) the :class:`~fastbp._threads.EpochTeam` ``team`` runs.
     The order and the hyper-parameters are copied into ``work``, whose
