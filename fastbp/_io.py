@@ -247,7 +247,7 @@ class _NetworkCodec:
     name, cls = "fastbp.Network", Network
     _DERIVED = frozenset(
         {"layer_units", "activations", "loss", "bias", "dtype", "layers", "n_params", "coefs",
-         "intercepts"}
+         "intercepts", "_views"}
     )
 
     def dump(self, obj):

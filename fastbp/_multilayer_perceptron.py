@@ -927,8 +927,14 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             dtype=(np.float64, np.float32), reset=reset, **check_params,
         )
 
-    def _forward_pass_fast(self, X):
-        """Output-layer activations of X, of shape (n_samples, n_outputs)."""
+    def _forward_pass_fast(self, X, labels=False):
+        """Output-layer activations of X, of shape (n_samples, n_outputs).
+
+        With ``labels`` (softmax networks only), the index of each row's
+        first largest output instead, of shape (n_samples,): the softmax is
+        then computed only for rows with near ties (see
+        ``kernels.predict``).
+        """
         X = self._validate_prediction_input(X)
         network = self._get_network()
         dtype = np.result_type(X.dtype, network.dtype)
@@ -936,7 +942,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             dtype = np.float64
         if dtype != network.dtype:
             network = network.copy(dtype)
-        return network._output(KernelInput(X, dtype))
+        X_input = KernelInput(X, dtype)
+        if not labels:
+            return network._output(X_input)
+        indices = np.empty(X_input.n_samples, dtype=np.int64)
+        network._output(X_input, labels=indices)
+        return indices
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -1177,9 +1188,26 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             The predicted classes.
         """
         check_is_fitted(self)
+        if self._labels_are_first_largest_outputs():
+            return self._label_binarizer.classes_[self._forward_pass_fast(X, labels=True)]
         return self._predictions_from_output(self._forward_pass_fast(X))
 
     _score_function = staticmethod(accuracy_score)
+
+    def _labels_are_first_largest_outputs(self):
+        """Whether each row's label is the class of its first largest softmax output.
+
+        True for the binarizer :meth:`_predictions_from_output` handles as
+        multiclass, when the network's output layer is softmax: the labels
+        then come from the kernels without most of the softmax.
+        """
+        binarizer = self._label_binarizer
+        return (
+            binarizer.y_type_ == "multiclass"
+            and not binarizer.sparse_input_
+            and isinstance(binarizer.classes_, np.ndarray)
+            and self._get_network().activations[-1] == "softmax"
+        )
 
     def _predictions_from_output(self, output):
         """Class labels from output-layer activations.

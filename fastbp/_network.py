@@ -31,6 +31,8 @@ _CHUNK_ELEMENTS = 1 << 20
 _PREDICTION_CHUNKS = 8
 # The L-BFGS objective over rows enough is computed in this many blocks.
 _OBJECTIVE_BLOCKS = 2
+# The ``labels`` argument of ``kernels.predict`` when only outputs are wanted.
+_NO_LABELS = np.empty(0, dtype=np.int64)
 
 
 class KernelInput:
@@ -369,6 +371,23 @@ class Network:
                 self.params[coef_offset : coef_offset + fan_in * fan_out].reshape(fan_in, fan_out)
             )
             self.intercepts.append(self.params[intercept_offset : intercept_offset + fan_out])
+        # what :meth:`owns` checks: the views made, with their shapes and strides
+        self._views = [(view, view.shape, view.strides) for view in self.coefs + self.intercepts]
+
+    def __getstate__(self):
+        # the views are remade from ``params`` on unpickling: pickled apart,
+        # they would come back as copies that no longer share its memory
+        state = dict(self.__dict__)
+        for name in ("coefs", "intercepts", "_views"):
+            del state[name]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        params = aligned_empty(self.n_params, self.dtype)
+        params[:] = state["params"]
+        self.params = params
+        self._make_views()
 
     @property
     def n_layers(self):
@@ -429,36 +448,35 @@ class Network:
 
     def owns(self, coefs, intercepts):
         """True when the lists ``coefs`` and ``intercepts`` are this network's views."""
+        # the views it made, unmoved (an ndarray's data pointer cannot be
+        # changed, its shape and strides can): 1 us where comparing
+        # addresses took 10
         if coefs is not self.coefs or intercepts is not self.intercepts:
             return False
-        expected = zip(self._expected_views(), list(coefs) + list(intercepts))
-        # params is itself a view of an aligned byte buffer, which views of it share as base
-        memory = self.params if self.params.base is None else self.params.base
-        return all(
-            isinstance(view, np.ndarray)
-            and view.base is memory
-            and view.shape == shape
-            and view.__array_interface__["data"][0] == address
-            for (shape, address), view in expected
+        views = coefs + intercepts
+        return len(views) == len(self._views) and all(
+            view is made and view.shape == shape and view.strides == strides
+            for view, (made, shape, strides) in zip(views, self._views)
         )
-
-    def _expected_views(self):
-        base = self.params.__array_interface__["data"][0]
-        size = self.params.itemsize
-        out = [((int(r[0]), int(r[1])), base + int(r[2]) * size) for r in self.layers]
-        out += [((int(r[1]),), base + int(r[3]) * size) for r in self.layers]
-        return out
 
     # ------------------------------------------------------------------
     # Kernel calls on already-validated input (used by the estimators)
 
-    def _output(self, X_input, out=None):
-        """Output-layer activations of every row of ``X_input`` (a KernelInput)."""
+    def _output(self, X_input, out=None, labels=None):
+        """Output-layer activations of every row of ``X_input`` (a KernelInput).
+
+        With ``labels``, an int64 array of one entry per row, a softmax
+        network writes each row's index of its first largest output there
+        instead, and its logits in the returned array (see
+        ``kernels.predict``).
+        """
         n_samples = X_input.n_samples
         if out is None:
             out = np.empty((n_samples, self.layer_units[-1]), dtype=self.dtype)
         if n_samples == 0:
             return out
+        if labels is not None and self.activations[-1] != "softmax":
+            raise ValueError(f"labels need a softmax output layer, not {self.activations[-1]!r}.")
         chunk = prediction_chunk_rows(n_samples, self.layer_units)
 
         def predict_rows(start, stop):
@@ -467,6 +485,7 @@ class Network:
             kernels.predict(
                 *X_input.row_block(start, stop),
                 self.params, self.layers, work.acts, work.rows, work.capacity, out[start:stop],
+                _NO_LABELS if labels is None else labels[start:stop],
             )
 
         n_chunks = -(-n_samples // chunk)

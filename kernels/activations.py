@@ -123,3 +123,51 @@ def multiply_by_derivative(A, delta, code):
             for j in range(n_units):
                 delta[i, j] = delta[i, j] * A[i, j]
     # IDENTITY: nothing to do
+
+
+@jit(internal=True)
+def first_largest_softmax(logits):
+    """Index of the first largest output of the softmax of one row of ``logits``.
+
+    The index ``np.argmax`` gives of the row :func:`add_bias_and_activate`
+    makes from ``logits`` with the SOFTMAX code (and a zero bias). When
+    the largest logit is finite and every other one is below it by more
+    than ``4096 eps``, each other output ``exp(z - max) / total`` is below
+    the largest one, ``1 / total``, by that much relatively, far beyond a
+    rounding error: the index is then that of the first largest logit,
+    found without any ``exp``. Otherwise (near or exact ties, values that
+    are not finite) the row's softmax is computed as that function does,
+    and its first largest output, or first NaN, is taken.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n_units,)
+        The output layer's inputs of one row, bias included.
+
+    Returns
+    -------
+    index : int
+    """
+    n_units = logits.shape[0]
+    best = 0
+    largest = logits[0]
+    for j in range(1, n_units):
+        if logits[j] > largest:
+            best = j
+            largest = logits[j]
+    margin = logits.dtype.type(-4096) * np.finfo(logits.dtype).eps
+    n_close = 0  # the largest itself, and any other within the margin or NaN
+    for j in range(n_units):
+        n_close += not (logits[j] - largest < margin)
+    if n_close == 1 and np.isfinite(largest):
+        return best
+    row = np.empty((1, n_units), dtype=logits.dtype)
+    row[0, :] = logits
+    add_bias_and_activate(row, np.zeros(n_units, dtype=logits.dtype), SOFTMAX)
+    best = 0
+    for j in range(n_units):
+        if np.isnan(row[0, j]):
+            return j
+        if row[0, j] > row[0, best]:
+            best = j
+    return best

@@ -181,14 +181,16 @@ def kernel_loss_and_gradient(
     return objective, grads
 
 
-def kernel_predict(p, capacity, sparse, X=None):
+def kernel_predict(p, capacity, sparse, X=None, labels=False):
+    """``K.predict``'s outputs; with ``labels``, its labels and the outputs (then logits)."""
     X = p.X if X is None else X
     Xk, csr = kernel_input(X, sparse)
     acts = nan_buffer(capacity * p.units(), p.dtype)
     rows = np.full(capacity, -1, dtype=np.int64)
     out = np.full((X.shape[0], p.sizes[-1]), np.nan, dtype=p.dtype)
-    K.predict(Xk, csr, p.params, p.layers, acts, rows, capacity, out)
-    return out
+    found = np.full(X.shape[0] if labels else 0, -1, dtype=np.int64)
+    K.predict(Xk, csr, p.params, p.layers, acts, rows, capacity, out, found)
+    return (found, out) if labels else out
 
 
 def solver_state(solver, state_a, state_b):
@@ -633,6 +635,48 @@ def test_predict(rng, dtype, sparse, capacity, loss, out_activation):
     p = Problem(rng, dtype, ["relu", "logistic"], loss, out_activation)
     out = kernel_predict(p, capacity, sparse)
     assert_close(out, p.naive_outputs()[-1], dtype)
+
+
+@dtypes
+@sparse_or_dense
+@pytest.mark.parametrize("capacity", [1, 4, N_SAMPLES + 3])
+def test_predict_labels_are_the_first_largest_softmax_outputs(rng, dtype, sparse, capacity):
+    p = Problem(rng, dtype, ["relu", "tanh"], "log_loss", "softmax")
+    labels, logits = kernel_predict(p, capacity, sparse, labels=True)
+    softmax = kernel_predict(p, capacity, sparse)
+    assert_array_equal(labels, softmax.argmax(axis=1))
+    assert_close(logits, p.naive_outputs()[-2] @ p.coefs[-1] + p.intercepts[-1], dtype)
+
+
+@dtypes
+def test_predict_labels_at_near_ties_and_values_not_finite(rng, dtype):
+    """Labels are ``np.argmax`` of the kernel's own softmax rows, where the logits' argmax is not.
+
+    One input, one softmax layer: the logits of row x are ``x * W + b``.
+    Four outputs within a few units in the last place of each other, where
+    rounding can make softmax outputs equal (the first then wins), and
+    inputs that make logits infinite (one alone, or several) or NaN
+    (``inf * 0``), where the softmax row is NaN and ``np.argmax`` takes its
+    first entry.
+    """
+    tiny = np.finfo(dtype).eps / 4
+    p = Problem(rng, dtype, [], "log_loss", "softmax", hidden_sizes=())
+    n_outputs = 6
+    p.sizes = [1, n_outputs]
+    p.layers = naive.layer_table(p.sizes, [K.ACTIVATION_CODES["softmax"]])
+    weights = np.zeros(n_outputs)
+    weights[:5] = [1, 1, 1, 1, 2]  # the largest input makes the fifth logit alone infinite
+    bias = np.full(n_outputs, -5.0)
+    bias[:4] = [0, tiny, -tiny, 2 * tiny]
+    p.params = np.concatenate([weights, bias]).astype(dtype)
+    special = [np.nan, np.inf, -np.inf, np.finfo(dtype).max, -np.finfo(dtype).max, 0]
+    X = np.concatenate([rng.uniform(-2, 2, size=3000), special]).astype(dtype)[:, None]
+    labels, logits = kernel_predict(p, 64, False, X=X, labels=True)
+    expected = kernel_predict(p, 64, False, X=X).argmax(axis=1)
+    assert_array_equal(labels, expected)
+    # the cases that need the softmax occur: near ties rounded to equal outputs, NaN rows
+    differ = logits.argmax(axis=1) != expected
+    assert differ[:3000].any() and differ[3000:].any()
 
 
 # (batch_size, weighted, alpha, fit_intercepts, subset): one row per batch,

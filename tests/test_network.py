@@ -343,3 +343,46 @@ def test_fitted_buffers_start_on_a_cache_line_also_in_copies(solver):
         np.testing.assert_array_equal(optimizer.state_a, est._optimizer.state_a)
         assert model._get_network().owns(model.coefs_, model.intercepts_)
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(est)).predict(X), est.predict(X))
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_copied_network_weights_stay_views_of_its_aligned_buffer(how):
+    import copy
+    import pickle
+
+    net = Network((4, 5, 3), activation="tanh", out_activation="softmax", loss="log_loss")
+    net.init_weights(random_state=0)
+    other = copy.deepcopy(net) if how == "deepcopy" else pickle.loads(pickle.dumps(net))
+    assert other.owns(other.coefs, other.intercepts) and _on_cache_line(other.params)
+    assert all(np.shares_memory(view, other.params) for view in other.coefs + other.intercepts)
+    np.testing.assert_array_equal(other.params, net.params)
+    X = np.random.RandomState(0).uniform(-1, 1, size=(6, 4))
+    before = net.predict(X)
+    other.coefs[1][...] = 0  # edits of the copy's views are its weights, and its alone
+    other.intercepts[1][...] = 0
+    np.testing.assert_allclose(other.predict(X), 1 / 3)
+    np.testing.assert_array_equal(net.predict(X), before)
+
+
+def test_owns_only_the_views_it_made_unchanged():
+    net = Network((4, 5, 3))
+    assert net.owns(net.coefs, net.intercepts)
+    assert not net.owns(list(net.coefs), net.intercepts)  # another list
+    for change in [
+        lambda: net.coefs.__setitem__(0, net.coefs[0][:]),  # another view of the same memory
+        lambda: net.coefs.append(np.zeros((3, 1))),
+        lambda: setattr(net.intercepts[1], "shape", (3, 1)),
+    ]:
+        net = Network((4, 5, 3))
+        change()
+        assert not net.owns(net.coefs, net.intercepts)
+
+
+@pytest.mark.parametrize("out_activation", ["logistic", "identity"])
+def test_labels_need_a_softmax_output_layer(out_activation):
+    from fastbp._network import KernelInput
+
+    net = Network((4, 3), out_activation=out_activation)
+    X = KernelInput(np.zeros((2, 4)), np.float64)
+    with pytest.raises(ValueError, match="labels need a softmax output layer"):
+        net._output(X, labels=np.empty(2, dtype=np.int64))

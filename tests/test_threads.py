@@ -100,6 +100,30 @@ def test_row_workers_rules(monkeypatch):
     assert _threads.row_workers(big, (1, 1, 1), concurrent=False) == 1  # forced BLAS threads
 
 
+@pytest.mark.parametrize("split", [True, False], ids=["split", "one-block"])
+def test_blas_threads_are_limited_during_a_prediction_and_restored_after_it(monkeypatch, split):
+    from threadpoolctl import threadpool_limits
+
+    monkeypatch.setenv("FASTBP_BLAS_THREADS", "auto" if split else "1")
+    monkeypatch.setattr(_threads, "PARALLEL_WORK", 0)
+    monkeypatch.setattr(_threads, "available_cores", lambda: 2)
+    libraries = _threads._scipy_blas().lib_controllers
+    seen = []
+    predict = kernels.predict
+
+    def recording(*args):
+        seen.append([library.num_threads for library in libraries])
+        return predict(*args)
+
+    monkeypatch.setattr(kernels, "predict", recording)
+    net = fitted_network(np.float64)
+    with threadpool_limits(3, user_api="blas"):
+        net.predict(np.zeros((1000, UNITS[0])))
+        assert [library.num_threads for library in libraries] == [3] * len(libraries)
+    assert len(seen) == (2 if split else 1)
+    assert all(counts == [1] * len(libraries) for counts in seen)
+
+
 def test_failing_block_raises_after_every_block_finished():
     finished = []
     release = threading.Event()
