@@ -19,7 +19,14 @@ from sklearn.utils.validation import _check_sample_weight
 from . import _threads, kernels
 from ._buffers import aligned_empty, aligned_zeros
 from ._solvers import StochasticOptimizer, run_epoch
-from ._threads import chunk_blocks, multiply_adds_per_row, row_blocks, training_threads
+from ._threads import (
+    chunk_blocks,
+    multiply_adds_per_row,
+    prediction_team,
+    release_prediction_workers,
+    row_blocks,
+    training_threads,
+)
 
 HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 OUTPUT_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "exp", "softmax")
@@ -31,8 +38,10 @@ _CHUNK_ELEMENTS = 1 << 20
 _PREDICTION_CHUNKS = 8
 # The L-BFGS objective over rows enough is computed in this many blocks.
 _OBJECTIVE_BLOCKS = 2
-# The ``labels`` argument of ``kernels.predict`` when only outputs are wanted.
+# The ``labels`` argument of ``kernels.predict`` when only outputs are wanted,
+# and its ``board`` when no team of threads shares the chunks.
 _NO_LABELS = np.empty(0, dtype=np.int64)
+_NO_BOARD = np.empty(0, dtype=np.int64)
 
 
 class KernelInput:
@@ -164,17 +173,21 @@ class Workspace:
         The network whose layer table fixes the buffer sizes.
     capacity : int
         Maximum rows per chunk.
+    slots : int, default=1
+        Threads that share a prediction: ``acts`` and ``rows`` hold a slot
+        for each.
     """
 
-    def __init__(self, network, capacity):
+    def __init__(self, network, capacity, slots=1):
         dtype = network.dtype
         self.capacity = capacity
         # plain NumPy buffers: a prediction makes new ones at every call, where
         # aligned ones cost more in making (~3 us each) than they save
-        self.acts = np.empty(capacity * sum(network.layer_units[1:]), dtype=dtype)
-        self.deltas = np.empty_like(self.acts)
+        units = sum(network.layer_units[1:])
+        self.acts = np.empty(slots * capacity * units, dtype=dtype)
+        self.deltas = np.empty(capacity * units, dtype=dtype)
         self.grads = np.empty(network.n_params, dtype=dtype)
-        self.rows = np.empty(capacity, dtype=np.int64)
+        self.rows = np.empty(slots * capacity, dtype=np.int64)
 
 
 class EpochWorkspace:
@@ -478,18 +491,29 @@ class Network:
         if labels is not None and self.activations[-1] != "softmax":
             raise ValueError(f"labels need a softmax output layer, not {self.activations[-1]!r}.")
         chunk = prediction_chunk_rows(n_samples, self.layer_units)
-
-        def predict_rows(start, stop):
-            # a block shorter than a chunk is one (the last) chunk
-            work = Workspace(self, min(chunk, stop - start))
-            kernels.predict(
-                *X_input.row_block(start, stop),
-                self.params, self.layers, work.acts, work.rows, work.capacity, out[start:stop],
-                _NO_LABELS if labels is None else labels[start:stop],
-            )
-
         n_chunks = -(-n_samples // chunk)
         with row_blocks(n_samples, self.layer_units, chunk, n_chunks) as (workers, run):
+            if workers > 1 and not X_input.sparse and n_chunks < kernels.MAX_CHUNKS:
+                # the chunks are shared with a team of workers that wait in a kernel
+                team = prediction_team(workers - 1)
+                team.prepare(self.dtype)
+                work = Workspace(self, chunk, slots=team.n_workers + 1)
+                if kernels.predict(
+                    X_input.dense, None, self.params, self.layers, work.acts, work.rows, chunk, out,
+                    _NO_LABELS if labels is None else labels, team.board, 0,
+                ) != kernels.PREDICT_DONE:
+                    raise RuntimeError("A prediction worker thread failed.") from team.error
+                return out
+
+            def predict_rows(start, stop):
+                # a block shorter than a chunk is one (the last) chunk
+                work = Workspace(self, min(chunk, stop - start))
+                kernels.predict(
+                    *X_input.row_block(start, stop),
+                    self.params, self.layers, work.acts, work.rows, work.capacity, out[start:stop],
+                    _NO_LABELS if labels is None else labels[start:stop], _NO_BOARD, 0,
+                )
+
             run(predict_rows, chunk_blocks(n_samples, chunk, workers))
         return out
 
@@ -568,6 +592,7 @@ class Network:
         with the workers: L-BFGS on 5000 x 30-50-1 took 0.30 s instead of 0.22 s).
         """
         n_rows, chunk = work.bounds[-1], work.blocks[0].capacity
+        release_prediction_workers()
         with row_blocks(n_rows, self.layer_units, chunk, len(work.blocks)) as (_, run):
             yield run
 

@@ -16,15 +16,18 @@ set on SciPy's BLAS library, process-wide, for the duration of the call;
 results do not depend on it.
 
 Full-data passes have a second kind of parallelism: their rows are
-independent, so :func:`row_blocks` runs blocks of rows on worker threads
-(the kernels release the GIL) with one BLAS thread each. A prediction is
-split into one block of whole chunks per core, so its chunks, and its
-results, are those of a serial prediction; the L-BFGS objective is split
-into two halves whatever the machine, and their sums are added in order.
-Measured on the 2-core machine (ms per ``predict``, one thread
-vs split): digits 64-100-10 1.50 vs 0.79, 20-32-1 on 20,000 rows 2.82 vs
-0.84, 5000-128-5 on 20,000 CSR rows 10.9 vs 5.7; 100-256-128-10 on 50,000
-rows 39.4 vs 40.0 (bound by its products either way).
+independent, so they are shared among threads (the kernels release the
+GIL) with one BLAS thread each, by :func:`row_blocks`. The chunks of a
+dense prediction are shared with the workers of a :class:`PredictionTeam`,
+which wait for calls in the kernel itself; a CSR prediction is split into
+one block of whole chunks per core, run on pool threads. Either way its
+chunks, and its results, are those of a serial prediction. The L-BFGS
+objective is split into two halves whatever the machine, and their sums
+are added in order. Measured on the 2-core machine (ms per
+``Network.predict``, ``FASTBP_BLAS_THREADS=1`` vs split): digits
+64-100-10 0.72 vs 0.42, 20-32-1 on 20,000 rows 1.09 vs 0.64,
+100-256-128-10 on 50,000 float32 rows 64.9 vs 34.7, 5000-128-5 on 20,000
+CSR rows 10.5 vs 5.4.
 """
 
 import contextlib
@@ -34,6 +37,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+
+from . import kernels
+from ._buffers import aligned_zeros
 
 # Multiply-adds of a mini-batch product above which BLAS threads pay off.
 LARGE_PRODUCT = 4_000_000
@@ -184,6 +190,7 @@ def training_threads(batch_size, layer_units):
     """
     n_parts = epoch_parts(batch_size, layer_units)
     product = largest_product(-(-batch_size // n_parts), layer_units)
+    release_prediction_workers()
     with _tracked_call() as concurrent:
         cores = min(available_cores(), numba.config.NUMBA_NUM_THREADS)
         threaded = (
@@ -285,18 +292,126 @@ class EpochTeam:
                 raise error
 
 
+# Spins (see kernels/_sync.py: they yield the core, then sleep 100 us at a
+# time) a prediction worker waits for the next call before it leaves the
+# kernel and sleeps until woken: about 5 ms spinning, then 100 sleeps.
+PREDICTION_IDLE_SPINS = (1 << 16) + 100
+
+_teams = {}
+
+
+def release_prediction_workers():
+    """Make this process's prediction workers leave their kernel and sleep: a fit needs the cores.
+
+    They would otherwise spin on for up to :data:`PREDICTION_IDLE_SPINS`
+    after the last prediction, taking a core from the fit's threads (in a
+    grid search, fits follow predictions at once). The next prediction
+    wakes them.
+    """
+    pid = os.getpid()
+    for (team_pid, _), team in list(_teams.items()):
+        if team_pid == pid:
+            team.board[kernels.BOARD_IDLE_SPINS] = 0
+
+
+def prediction_team(n_workers):
+    """The process's :class:`PredictionTeam` of ``n_workers`` workers (new ones in a forked child)."""
+    n_workers = min(n_workers, kernels.MAX_SLOTS - 1)
+    key = (os.getpid(), n_workers)
+    with _lock:
+        team = _teams.get(key)
+        if team is None:
+            team = _teams[key] = PredictionTeam(n_workers)
+        return team
+
+
+class PredictionTeam:
+    """Worker threads that share the chunks of dense predictions, staying in a kernel between calls.
+
+    Each worker runs ``kernels.predict`` as a worker of the team's board:
+    it spins there, computing chunks of the calls that callers post, until
+    no call came for :data:`PREDICTION_IDLE_SPINS` spins; it then sleeps
+    until the next :meth:`prepare`. The caller computes chunks too, so a
+    call that no worker joins in time still completes; the results are
+    those of one thread in any case.
+
+    Parameters
+    ----------
+    n_workers : int
+        Worker threads besides the caller.
+    """
+
+    def __init__(self, n_workers):
+        self.n_workers = n_workers
+        self.board = aligned_zeros(kernels.BOARD_SIZE, np.int64)
+        self.error = None
+        self._awake = [False] * n_workers
+        self._wake = [threading.Semaphore(0) for _ in range(n_workers)]
+        self._worker_args = {}
+        for slot in range(1, n_workers + 1):
+            thread = threading.Thread(target=self._serve, args=(slot,), name=f"fastbp-predict-{slot}", daemon=True)
+            thread.start()
+
+    def prepare(self, dtype):
+        """Compile (or load) the kernel for ``dtype`` now, in this thread, and wake the workers."""
+        dtype = np.dtype(dtype)
+        if dtype.itemsize not in self._worker_args:
+            # a worker's dummy arguments: of the types of a caller's
+            empty = np.empty(0, dtype=dtype)
+            args = (
+                empty.reshape(0, 0), None, empty, np.empty((0, 5), dtype=np.int64), empty,
+                np.empty(0, dtype=np.int64), 0, empty.reshape(0, 0), np.empty(0, dtype=np.int64),
+            )
+            stopped = aligned_zeros(kernels.BOARD_SIZE, np.int64)
+            stopped[kernels.BOARD_STOP] = 1
+            kernels.predict(*args, stopped, 1)  # returns at once
+            self._worker_args[dtype.itemsize] = args
+        self.board[kernels.BOARD_IDLE_SPINS] = PREDICTION_IDLE_SPINS  # see release_prediction_workers
+        with _lock:
+            for index, awake in enumerate(self._awake):
+                if not awake:
+                    self._awake[index] = True
+                    self._wake[index].release()
+
+    def _serve(self, slot):
+        """A worker's life: sleep until woken, then serve calls until idle."""
+        board = self.board
+        while True:
+            self._wake[slot - 1].acquire()
+            reason = kernels.SERVE_OTHER_DTYPE
+            try:
+                while reason == kernels.SERVE_OTHER_DTYPE:
+                    # prepare() made the arguments of every dtype posted, before waking us
+                    args = self._worker_args.get(int(board[kernels.BOARD_ITEMSIZE]))
+                    if args is None:  # no call posted yet
+                        args = list(self._worker_args.values())[0]
+                    reason = kernels.predict(*args, board, slot)
+            except BaseException as error:  # a chunk failed: its caller reports the error
+                self.error = error
+                if board[kernels.BOARD_BUSY + slot]:
+                    kernels.abandon_chunk(board, slot)
+            if reason == kernels.SERVE_STOPPED:
+                return
+            with _lock:
+                self._awake[slot - 1] = False
+
+
 def row_workers(n_rows, layer_units, concurrent):
     """Worker threads among which a pass over ``n_rows`` independent rows is split.
 
     One unless ``FASTBP_BLAS_THREADS`` is "auto", no other fastbp call runs,
     and the pass has at least :data:`PARALLEL_WORK` multiply-adds; then one
-    per core, each with at least :data:`MIN_BLOCK_ROWS` rows.
+    per core, each with at least :data:`MIN_BLOCK_ROWS` rows. Cores count
+    up to ``NUMBA_NUM_THREADS``, as in :func:`training_threads`: a
+    prediction's workers spin while they wait for each other and for the
+    next call, which oversubscribed cores cannot afford.
     """
     if os.environ.get("FASTBP_BLAS_THREADS", "auto") != "auto" or concurrent:
         return 1
     if n_rows * multiply_adds_per_row(layer_units) < PARALLEL_WORK:
         return 1
-    return max(1, min(available_cores(), n_rows // MIN_BLOCK_ROWS))
+    cores = min(available_cores(), numba.config.NUMBA_NUM_THREADS)
+    return max(1, min(cores, n_rows // MIN_BLOCK_ROWS))
 
 
 def multiply_adds_per_row(layer_units):

@@ -1,4 +1,4 @@
-"""Barriers and waits for kernels that share the mini-batches of an epoch between threads.
+"""Barriers, waits and atomic counters for kernels that share work between threads.
 
 The split epoch (:func:`kernels.training.train_epoch` with two parts run by
 two threads) meets twice per mini-batch. Pool or OpenMP hand-offs cost
@@ -10,6 +10,9 @@ a cache-line transfer (well under a microsecond).
 barriers each part has reached; an abort flag, raised to stop the workers
 (at the end of a fit, or when a thread fails); and the number of epochs the
 thread running part 0 has started, which the workers wait for.
+
+The threads of a prediction claim its chunks from a shared counter with
+:func:`fetch_add` and :func:`compare_and_swap` (see ``kernels.prediction``).
 """
 
 import os
@@ -76,6 +79,37 @@ def store_release(typingctx, array, index, value):
         return context.get_dummy_value()
 
     return types.none(array, index, value), codegen
+
+
+@intrinsic
+def compare_and_swap(typingctx, array, index, expected, value):
+    """Set ``array[index]`` of an int64 array to ``value`` if it holds ``expected``, atomically; return whether it did."""
+    if not (_int64_vector(array) and isinstance(index, types.Integer)
+            and isinstance(expected, types.Integer) and isinstance(value, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], signature.args[1], args[1])
+        old = context.cast(builder, args[2], signature.args[2], types.int64)
+        new = context.cast(builder, args[3], signature.args[3], types.int64)
+        outcome = builder.cmpxchg(pointer, old, new, "seq_cst", "seq_cst")
+        return builder.extract_value(outcome, 1)
+
+    return types.boolean(array, index, expected, value), codegen
+
+
+@intrinsic
+def fetch_add(typingctx, array, index, value):
+    """Add ``value`` to ``array[index]`` of an int64 array, atomically; return the value before."""
+    if not (_int64_vector(array) and isinstance(index, types.Integer) and isinstance(value, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], signature.args[1], args[1])
+        added = context.cast(builder, args[2], signature.args[2], types.int64)
+        return builder.atomic_rmw("add", pointer, added, "seq_cst")
+
+    return types.int64(array, index, value), codegen
 
 
 @intrinsic

@@ -72,20 +72,27 @@ def add_bias_and_activate(Z, bias, code):
         for i in range(n_rows):
             for j in range(n_units):
                 Z[i, j] = np.exp(Z[i, j] + bias[j])
-    else:  # SOFTMAX, shifted by the row maximum as scikit-learn does
+    else:  # SOFTMAX
         for i in range(n_rows):
             for j in range(n_units):
                 Z[i, j] = Z[i, j] + bias[j]
-            row_max = Z[i, 0]
-            for j in range(1, n_units):
-                if Z[i, j] > row_max:
-                    row_max = Z[i, j]
-            total = zero
-            for j in range(n_units):
-                Z[i, j] = np.exp(Z[i, j] - row_max)
-                total += Z[i, j]
-            for j in range(n_units):
-                Z[i, j] = Z[i, j] / total
+            softmax_row(Z[i])
+
+
+@jit(internal=True)
+def softmax_row(z):
+    """Replace the 1-D ``z`` by its softmax, shifted by its maximum as scikit-learn does."""
+    n_units = z.shape[0]
+    row_max = z[0]
+    for j in range(1, n_units):
+        if z[j] > row_max:
+            row_max = z[j]
+    total = z.dtype.type(0)
+    for j in range(n_units):
+        z[j] = np.exp(z[j] - row_max)
+        total += z[j]
+    for j in range(n_units):
+        z[j] = z[j] / total
 
 
 @jit
@@ -125,24 +132,28 @@ def multiply_by_derivative(A, delta, code):
     # IDENTITY: nothing to do
 
 
+_FLOAT32_EPS = float(np.finfo(np.float32).eps)
+_FLOAT64_EPS = float(np.finfo(np.float64).eps)
+
+
 @jit(internal=True)
 def first_largest_softmax(logits):
     """Index of the first largest output of the softmax of one row of ``logits``.
 
-    The index ``np.argmax`` gives of the row :func:`add_bias_and_activate`
-    makes from ``logits`` with the SOFTMAX code (and a zero bias). When
-    the largest logit is finite and every other one is below it by more
-    than ``4096 eps``, each other output ``exp(z - max) / total`` is below
-    the largest one, ``1 / total``, by that much relatively, far beyond a
-    rounding error: the index is then that of the first largest logit,
-    found without any ``exp``. Otherwise (near or exact ties, values that
-    are not finite) the row's softmax is computed as that function does,
-    and its first largest output, or first NaN, is taken.
+    The index ``np.argmax`` gives of :func:`softmax_row` of ``logits``.
+    When the largest logit is finite and every other one is below it by
+    more than ``4096 eps``, each other output ``exp(z - max) / total`` is
+    below the largest one, ``1 / total``, by that much relatively, far
+    beyond a rounding error: the index is then that of the first largest
+    logit, found without any ``exp``. Otherwise (near or exact ties, values
+    that are not finite) ``logits`` is replaced by its softmax, and its
+    first largest output, or first NaN, is taken. Allocates nothing.
 
     Parameters
     ----------
     logits : ndarray of shape (n_units,)
-        The output layer's inputs of one row, bias included.
+        The output layer's inputs of one row, bias included (a work row:
+        it may be overwritten).
 
     Returns
     -------
@@ -155,19 +166,18 @@ def first_largest_softmax(logits):
         if logits[j] > largest:
             best = j
             largest = logits[j]
-    margin = logits.dtype.type(-4096) * np.finfo(logits.dtype).eps
+    # 4096 eps of the dtype (np.finfo would cost 2-3 s of compile)
+    margin = logits.dtype.type(-4096 * (_FLOAT32_EPS if logits.itemsize == 4 else _FLOAT64_EPS))
     n_close = 0  # the largest itself, and any other within the margin or NaN
     for j in range(n_units):
         n_close += not (logits[j] - largest < margin)
     if n_close == 1 and np.isfinite(largest):
         return best
-    row = np.empty((1, n_units), dtype=logits.dtype)
-    row[0, :] = logits
-    add_bias_and_activate(row, np.zeros(n_units, dtype=logits.dtype), SOFTMAX)
+    softmax_row(logits)
     best = 0
     for j in range(n_units):
-        if np.isnan(row[0, j]):
+        if np.isnan(logits[j]):
             return j
-        if row[0, j] > row[0, best]:
+        if logits[j] > logits[best]:
             best = j
     return best

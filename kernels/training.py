@@ -1,12 +1,12 @@
-"""Whole-epoch, whole-dataset and prediction loops: one compiled call each.
+"""Whole-epoch and whole-dataset loops: one compiled call each.
 
 ``train_epoch`` runs every mini-batch of an epoch (gather rows by index,
 forward, loss, backward, optimizer step) with no Python in between, and
 ``train_epoch_one_row`` does the same for mini-batches of one dense row;
 ``loss_and_gradient`` (``raw_loss_and_gradient`` then
 ``finish_loss_and_gradient``) evaluates the full-data objective and its
-gradient for L-BFGS; ``predict`` runs the forward pass over the data in
-chunks. All but the one-row kernel take the input as a dense array ``X`` and a
+gradient for L-BFGS (``predict`` is in :mod:`.prediction`). All but the
+one-row kernel take the input as a dense array ``X`` and a
 ``csr`` argument: None for dense input, or the CSR arrays
 ``(data, indices, indptr)`` (X is then a dummy). Dense and CSR input compile
 separate specialisations, the dense one without the CSR code.
@@ -17,7 +17,7 @@ import numpy as np
 from ._arrays import matrix_view, prefetch_row
 from ._jit import jit
 from ._sync import meet, store_release, wait_for_epoch
-from .activations import IDENTITY, add_bias_and_activate, first_largest_softmax, multiply_by_derivative
+from .activations import add_bias_and_activate, multiply_by_derivative
 from .losses import output_delta, weighted_loss_sum
 from .network import (
     ACTIVATION,
@@ -27,7 +27,6 @@ from .network import (
     INTERCEPT_OFFSET,
     backward,
     backward_recording,
-    copy_into,
     copy_rows,
     finalize_gradient,
     forward,
@@ -569,54 +568,3 @@ def finish_loss_and_gradient(grads, params, layers, data_loss, weight_sum, alpha
     typed_sum = params.dtype.type(weight_sum)
     finalize_gradient(grads, params, layers, params.dtype.type(alpha), typed_sum, fit_intercepts)
     return reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale)
-
-
-@jit
-def predict(X, csr, params, layers, acts, rows, capacity, out, labels):
-    """Forward pass of every row, ``capacity`` rows at a time, into ``out``; or the labels of a softmax.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-        Dense input (a dummy when ``csr`` is given).
-    csr : tuple of ndarray or None
-        ``(data, indices, indptr)`` of a CSR input, or None for dense input
-        (a compile-time choice, as in :func:`forward`).
-    params : ndarray of shape (n_params,)
-        Flat parameters.
-    layers : ndarray of shape (n_layers, 5)
-        Layer table.
-    acts : ndarray
-        Work buffer of ``capacity * sum(fan_out)`` entries.
-    rows : ndarray of shape (capacity,)
-        Buffer of row numbers.
-    capacity : int
-        Rows per chunk.
-    out : ndarray of shape (n_samples, n_outputs)
-        Output activations.
-    labels : ndarray of shape (n_samples,) or (0,) of int64
-        Empty, or, for a network whose output layer is softmax, the index
-        of each row's first largest output (:func:`first_largest_softmax`).
-        The softmax is then skipped (it is computed only for rows with
-        near ties), and ``out`` receives the logits. This spares the
-        ``exp`` of every output (digits 64-100-10: 342 -> 301 us per
-        900 rows).
-    """
-    n_samples = out.shape[0]
-    table = layers
-    if labels.shape[0] > 0:
-        table = layers.copy()
-        table[-1, ACTIVATION] = IDENTITY
-    for start in range(0, n_samples, capacity):
-        stop = min(start + capacity, n_samples)
-        chunk_rows = rows[: stop - start]
-        for k in range(stop - start):
-            chunk_rows[k] = start + k
-        X_chunk = X[start:stop] if csr is None else X[:0]
-        output = forward_recording(  # the training kernel's specialisation: no other to compile
-            X_chunk, csr, chunk_rows, params, table, acts, capacity, None
-        )
-        copy_into(output, out[start:stop])
-        if labels.shape[0] > 0:
-            for k in range(stop - start):
-                labels[start + k] = first_largest_softmax(output[k])

@@ -3,6 +3,7 @@
 import contextlib
 import multiprocessing
 import threading
+import time
 
 import numba
 import numpy as np
@@ -11,8 +12,8 @@ import scipy.sparse as sp
 from sklearn.datasets import make_classification
 
 from fastbp import MLPClassifier, Network
-from fastbp import _solvers, _threads, kernels
-from fastbp._network import prediction_chunk_rows
+from fastbp import _threads, kernels
+from fastbp._network import KernelInput, Workspace, prediction_chunk_rows
 
 UNITS = (40, 33, 17, 5)
 
@@ -30,37 +31,54 @@ def split_everything(monkeypatch):
     monkeypatch.setattr(_threads, "PARALLEL_WORK", 0)
     monkeypatch.setattr(_threads, "MIN_BLOCK_ROWS", 1)
     monkeypatch.setattr(_threads, "available_cores", lambda: 3)
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 3)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
 @pytest.mark.parametrize("n_rows", [1, 7, 64, 65, 130, 1000, 5000])
 def test_split_prediction_equals_one_block_bitwise(split_everything, monkeypatch, dtype, sparse, n_rows):
+    """Dense chunks shared with a team of workers, CSR blocks run on pool threads: the serial bits."""
     X = np.random.RandomState(1).uniform(-1, 1, size=(n_rows, UNITS[0]))
     if sparse:
         X[X < 0.3] = 0
         X = sp.csr_matrix(X)
     net = fitted_network(dtype)
-    blocks = []
-    run_in_pool = _threads._run_in_pool
+    blocks, boards = [], []
+    run_in_pool, predict = _threads._run_in_pool, kernels.predict
 
     def recording(process, bounds):
         blocks.extend(zip(bounds[:-1], bounds[1:]))
         run_in_pool(process, bounds)
 
+    def recording_predict(*args):
+        if args[-1] == 0:  # a call (not a worker)
+            boards.append(args[-2].size)
+        return predict(*args)
+
     monkeypatch.setattr(_threads, "_run_in_pool", recording)
+    monkeypatch.setattr(kernels, "predict", recording_predict)
     split = net.predict(X)
+    labels = np.empty(n_rows, dtype=np.int64)
+    split_logits = net._output(KernelInput(X, dtype), labels=labels)
     chunk = prediction_chunk_rows(n_rows, UNITS)
     n_chunks = -(-n_rows // chunk)
     if n_chunks == 1:
-        assert blocks == []  # one block, run in this thread
-    else:
-        assert len(blocks) == min(3, n_chunks)
+        assert blocks == [] and boards == [0, 0]  # one block, run in this thread
+    elif sparse:
+        assert len(blocks) == 2 * min(3, n_chunks) and boards == [0] * len(blocks)
         assert blocks[0][0] == 0 and blocks[-1][1] == n_rows
-        assert all(stop == next_start for (_, stop), (next_start, _) in zip(blocks, blocks[1:]))
         assert all(start % chunk == 0 for start, _ in blocks)
+        first = blocks[: len(blocks) // 2]
+        assert all(stop == next_start for (_, stop), (next_start, _) in zip(first, first[1:]))
+    else:
+        assert blocks == [] and boards == [kernels.BOARD_SIZE] * 2
     monkeypatch.setattr(_threads, "available_cores", lambda: 1)
     np.testing.assert_array_equal(split, net.predict(X))
+    serial_labels = np.empty(n_rows, dtype=np.int64)
+    np.testing.assert_array_equal(split_logits, net._output(KernelInput(X, dtype), labels=serial_labels))
+    np.testing.assert_array_equal(labels, serial_labels)
+    np.testing.assert_array_equal(labels, split.argmax(axis=1))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -90,6 +108,9 @@ def test_objective_in_blocks_does_not_depend_on_workers(split_everything, monkey
 def test_row_workers_rules(monkeypatch):
     monkeypatch.setenv("FASTBP_BLAS_THREADS", "auto")
     monkeypatch.setattr(_threads, "available_cores", lambda: 4)
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 3)
+    assert _threads.row_workers(_threads.PARALLEL_WORK, (1, 1, 1), concurrent=False) == 3  # Numba's limit
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 64)
     big = _threads.PARALLEL_WORK  # rows of a 1-1-1 network do 2 multiply-adds each
     assert _threads.row_workers(big // 2, (1, 1, 1), concurrent=False) == 4
     assert _threads.row_workers(big // 2 - 1, (1, 1, 1), concurrent=False) == 1  # too little work
@@ -112,7 +133,8 @@ def test_blas_threads_are_limited_during_a_prediction_and_restored_after_it(monk
     predict = kernels.predict
 
     def recording(*args):
-        seen.append([library.num_threads for library in libraries])
+        if args[-1] == 0:  # a call (not a worker)
+            seen.append(([library.num_threads for library in libraries], args[-2].size))
         return predict(*args)
 
     monkeypatch.setattr(kernels, "predict", recording)
@@ -120,8 +142,8 @@ def test_blas_threads_are_limited_during_a_prediction_and_restored_after_it(monk
     with threadpool_limits(3, user_api="blas"):
         net.predict(np.zeros((1000, UNITS[0])))
         assert [library.num_threads for library in libraries] == [3] * len(libraries)
-    assert len(seen) == (2 if split else 1)
-    assert all(counts == [1] * len(libraries) for counts in seen)
+    # one call: with a board, its chunks are shared with the team's workers
+    assert seen == [([1] * len(libraries), kernels.BOARD_SIZE if split else 0)]
 
 
 def test_failing_block_raises_after_every_block_finished():
@@ -316,3 +338,111 @@ def test_failing_part_of_a_split_epoch_raises_and_the_other_stops(split_epochs, 
     assert outcome == [f"part {failing_part} failed"]
     assert sorted(calls) == [[0], [1]]
     assert not hasattr(est, "coefs_")
+
+
+# --------------------------------------------------------------------------
+# The prediction team: workers that share a dense prediction's chunks
+# --------------------------------------------------------------------------
+
+
+def served_chunks(team):
+    return int(team.board[kernels.BOARD_SERVED : kernels.BOARD_SERVED + team.n_workers + 1].sum())
+
+
+@pytest.fixture
+def new_teams(split_everything, monkeypatch):
+    """Teams made for the test alone."""
+    monkeypatch.setattr(_threads, "_teams", {})
+
+
+def test_team_workers_share_chunks_of_both_dtypes_and_return_the_serial_bits(new_teams, monkeypatch):
+    X = np.random.RandomState(3).uniform(-1, 1, size=(3000, UNITS[0]))
+    nets = {dtype: fitted_network(dtype) for dtype in (np.float64, np.float32)}
+    serial = {}
+    with monkeypatch.context() as serial_only:
+        serial_only.setattr(_threads, "available_cores", lambda: 1)
+        for dtype, net in nets.items():
+            serial[dtype] = net.predict(X)
+    team = _threads.prediction_team(2)
+    for _ in range(20):  # the dtypes alternate: workers switch kernels
+        for dtype, net in nets.items():
+            np.testing.assert_array_equal(net.predict(X), serial[dtype])
+    assert served_chunks(team) > 0  # the workers took part
+
+
+def test_call_that_no_worker_joins_is_computed_by_the_caller(split_everything):
+    net = fitted_network(np.float64)
+    X = np.random.RandomState(4).uniform(-1, 1, size=(700, UNITS[0]))
+    chunk = prediction_chunk_rows(len(X), UNITS)
+    work = Workspace(net, chunk, slots=3)
+    out = np.full((len(X), UNITS[-1]), np.nan)
+    board = np.zeros(kernels.BOARD_SIZE, dtype=np.int64)  # no worker serves it
+    status = kernels.predict(X, None, net.params, net.layers, work.acts, work.rows, chunk, out,
+                             np.empty(0, dtype=np.int64), board, 0)
+    assert status == kernels.PREDICT_DONE
+    np.testing.assert_array_equal(out, net.predict(X))
+
+
+def test_idle_workers_sleep_and_are_woken_by_the_next_call(new_teams, monkeypatch):
+    monkeypatch.setattr(_threads, "PREDICTION_IDLE_SPINS", 1)
+    net = fitted_network(np.float64)
+    X = np.random.RandomState(5).uniform(-1, 1, size=(3000, UNITS[0]))
+    want = net.predict(X)
+    team = _threads.prediction_team(2)
+    for _ in range(30):
+        time.sleep(0.002)  # the workers leave the kernel and sleep
+        np.testing.assert_array_equal(net.predict(X), want)
+    assert served_chunks(team) > 0
+
+
+def test_failed_worker_makes_the_prediction_raise(new_teams, monkeypatch):
+    """A worker that fails in a chunk counts it as done: the caller stops waiting and raises its error.
+
+    The stand-in worker fails as soon as the call is posted, long before the
+    caller, which computes every chunk itself, is done.
+    """
+    predict = kernels.predict
+
+    def failing_worker(*args):
+        board, slot = args[-2:]
+        if slot == 0 or board[kernels.BOARD_STOP]:  # a call, or prepare()'s compile
+            return predict(*args)
+        deadline = time.monotonic() + 5
+        while board[kernels.BOARD_CLAIM] == 0 and time.monotonic() < deadline:
+            pass  # until a call is posted
+        board[kernels.BOARD_BUSY + slot] = 1  # as if in a chunk
+        raise ZeroDivisionError("worker failed")
+
+    net = Network((50, 400, 400, 3))
+    net.init_weights(random_state=0)
+    X = np.random.RandomState(6).uniform(-1, 1, size=(20_000, 50))
+    net.predict(X[:100])  # the kernels compiled beforehand, by a team of real workers
+    kernels.abandon_chunk(np.zeros(kernels.BOARD_SIZE, dtype=np.int64), 1)
+    monkeypatch.setattr(_threads, "_teams", {})
+    monkeypatch.setattr(kernels, "predict", failing_worker)
+    with pytest.raises(RuntimeError, match="prediction worker thread failed") as raised:
+        net.predict(X)
+    assert isinstance(raised.value.__cause__, ZeroDivisionError)
+
+
+@pytest.mark.parametrize("fit", ["training_threads", "objective"])
+def test_a_fit_sends_spinning_prediction_workers_to_sleep(new_teams, monkeypatch, fit):
+    monkeypatch.setattr(_threads, "PREDICTION_IDLE_SPINS", 1 << 62)  # they would spin for ever
+    net = fitted_network(np.float64)
+    X = np.random.RandomState(7).uniform(-1, 1, size=(3000, UNITS[0]))
+    net.predict(X)
+    team = _threads.prediction_team(2)
+    time.sleep(0.05)
+    assert all(team._awake)  # still in the kernel
+    if fit == "training_threads":
+        context = _threads.training_threads(32, UNITS)
+    else:
+        context = net._objective_threads(net._objective_workspace(len(X)))
+    with context:
+        deadline = time.monotonic() + 5
+        while any(team._awake) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert not any(team._awake)
+    np.testing.assert_array_equal(net.predict(X), net.predict(X))  # woken again
+    time.sleep(0.05)
+    assert all(team._awake)
