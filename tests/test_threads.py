@@ -446,3 +446,22 @@ def test_a_fit_sends_spinning_prediction_workers_to_sleep(new_teams, monkeypatch
     np.testing.assert_array_equal(net.predict(X), net.predict(X))  # woken again
     time.sleep(0.05)
     assert all(team._awake)
+
+
+def test_predictions_from_many_threads_at_once_equal_serial_ones(new_teams):
+    nets = [fitted_network(dtype) for dtype in (np.float64, np.float32)]
+    X = np.random.RandomState(8).uniform(-1, 1, size=(2000, UNITS[0]))
+    want = [net.predict(X) for net in nets]
+    failures = []
+
+    def predict_often(net, expected):
+        for _ in range(30):
+            if not np.array_equal(net.predict(X), expected):
+                failures.append(net.dtype)
+
+    threads = [threading.Thread(target=predict_often, args=(nets[k % 2], want[k % 2])) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads) and failures == []
