@@ -13,9 +13,12 @@ posted memory (``_arrays.vector_at``). The caller claims chunks too, then
 waits for the last one to be done. A late worker simply takes fewer
 chunks, and a call that no worker joins is computed by the caller alone.
 
-The compile of ``predict`` grew from 0.5 to 1.9 s per dtype with the
-labels and the board (the helpers between ``predict`` and the forward pass
-are inlined: compiled apart, they took 3.2 s).
+The compile of ``predict`` grew from 0.5 to 1.7 s per dtype with the
+labels and the board. Each helper compiled apart, and each call site of
+the forward pass, costs compile time (LLVM optimises a helper in its own
+module, then again linked into every caller's): with the helpers apart and
+three call sites it took 3.2 s, so the helpers are inlined and a caller's
+chunks, in turn or shared, run in one loop.
 
 Measured on digits 64-100-10, 1797 rows in 8 chunks of 225, on 2 cores
 (outputs, median us per call): one thread 719; two blocks of 4 chunks, one
@@ -71,7 +74,7 @@ SERVE_OTHER_DTYPE = 3
 SERVE_STOPPED = 4
 
 
-@jit(internal=True)
+@jit(internal=True, inline=True)
 def predict_chunk(X, csr, params, table, acts, rows, capacity, out, labels, start, stop):
     """Forward pass of rows ``start:stop`` (one chunk) into ``out`` and, if not empty, ``labels``."""
     chunk_rows = rows[: stop - start]
@@ -125,7 +128,7 @@ def predict(X, csr, params, layers, acts, rows, capacity, out, labels, board, sl
         900 rows).
     board : ndarray of int64
         Empty, or (dense input) a board of :data:`BOARD_SIZE` entries whose
-        workers share the chunks (:func:`share_chunks`); ``acts`` and
+        workers share the chunks (:func:`post_call`); ``acts`` and
         ``rows`` then hold a slot of buffers for each thread.
     slot : int
         0 for a call; a worker's slot of buffers (from 1) to serve the
@@ -140,28 +143,46 @@ def predict(X, csr, params, layers, acts, rows, capacity, out, labels, board, sl
         worker, why it left (see :func:`serve_chunks`).
     """
     n_samples = out.shape[0]
+    n_chunks = -(-n_samples // capacity)
     table = layers
     if labels.shape[0] > 0:
         table = layers.copy()
         table[-1, ACTIVATION] = IDENTITY
+    shared, call = False, 0
     if csr is None:
         if slot > 0:
             return serve_chunks(board, X, slot)
         if board.shape[0] > 0:
-            return share_chunks(X, params, table, acts, rows, capacity, out, labels, board)
-    for start in range(0, n_samples, capacity):
+            shared, call = True, post_call(X, params, table, acts, rows, capacity, out, labels, board)
+    # one loop, and one call of predict_chunk, for both ways (each call site
+    # of the forward pass costs compile time): the chunks in turn, or those
+    # the caller claims before the workers do
+    chunk = 0
+    while True:
+        if shared:
+            chunk = fetch_add(board, BOARD_CLAIM, 1) - (call << _CHUNK_BITS)
+        if chunk >= n_chunks:
+            break
+        start = chunk * capacity
         stop = min(start + capacity, n_samples)
+        # the caller's slot of work buffers is the first: ``acts`` and ``rows`` start with it
         predict_chunk(X, csr, params, table, acts, rows, capacity, out, labels, start, stop)
-    return PREDICT_DONE
+        if shared:
+            fetch_add(board, BOARD_DONE, 1)
+        else:
+            chunk += 1
+    if not shared:
+        return PREDICT_DONE
+    spins = 0
+    while load_acquire(board, BOARD_DONE) < n_chunks:
+        spins += 1
+        spin_pause(spins)
+    return PREDICT_DONE if load_acquire(board, BOARD_FAILED) == 0 else PREDICT_FAILED
 
 
 @jit(internal=True, inline=True)
-def share_chunks(X, params, table, acts, rows, capacity, out, labels, board):
-    """Post the call on ``board``, compute the chunks no worker claims first, wait for the rest.
-
-    Returns :data:`PREDICT_FAILED` when a worker failed in a chunk (see
-    :func:`abandon_chunk`), else :data:`PREDICT_DONE`.
-    """
+def post_call(X, params, table, acts, rows, capacity, out, labels, board):
+    """Post a call on ``board`` and open it to claims; return its number."""
     n_samples = out.shape[0]
     n_chunks = -(-n_samples // capacity)
     units = 0
@@ -190,25 +211,12 @@ def share_chunks(X, params, table, acts, rows, capacity, out, labels, board):
     board[BOARD_DONE] = 0
     call = (load_acquire(board, BOARD_CLAIM) >> _CHUNK_BITS) + 1
     store_release(board, BOARD_CLAIM, call << _CHUNK_BITS)  # the call is open
-    own_acts, own_rows = acts[:acts_per_slot], rows[:capacity]
-    while True:
-        chunk = fetch_add(board, BOARD_CLAIM, 1) - (call << _CHUNK_BITS)
-        if chunk >= n_chunks:
-            break
-        start = chunk * capacity
-        stop = min(start + capacity, n_samples)
-        predict_chunk(X, None, params, table, own_acts, own_rows, capacity, out, labels, start, stop)
-        fetch_add(board, BOARD_DONE, 1)
-    spins = 0
-    while load_acquire(board, BOARD_DONE) < n_chunks:
-        spins += 1
-        spin_pause(spins)
-    return PREDICT_DONE if load_acquire(board, BOARD_FAILED) == 0 else PREDICT_FAILED
+    return call
 
 
 @jit(internal=True, inline=True)
 def serve_chunks(board, like, slot):
-    """Worker side of :func:`share_chunks`: claim and compute chunks of the calls posted on ``board``.
+    """Worker side of a shared call: claim and compute chunks of the calls posted on ``board``.
 
     Waits, spinning, for calls; leaves after ``board[BOARD_IDLE_SPINS]``
     spins without a chunk to claim (the waits yield the core, then sleep,
