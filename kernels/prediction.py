@@ -142,6 +142,9 @@ def predict(X, csr, params, layers, acts, rows, capacity, out, labels, board, sl
         failed in a chunk (the results are then not to be used); for a
         worker, why it left (see :func:`serve_chunks`).
     """
+    if csr is None:
+        if slot > 0:  # a worker's dummy arguments: capacity 0, no rows
+            return serve_chunks(board, X, slot)
     n_samples = out.shape[0]
     n_chunks = -(-n_samples // capacity)
     table = layers
@@ -150,8 +153,6 @@ def predict(X, csr, params, layers, acts, rows, capacity, out, labels, board, sl
         table[-1, ACTIVATION] = IDENTITY
     shared, call = False, 0
     if csr is None:
-        if slot > 0:
-            return serve_chunks(board, X, slot)
         if board.shape[0] > 0:
             shared, call = True, post_call(X, params, table, acts, rows, capacity, out, labels, board)
     # one loop, and one call of predict_chunk, for both ways (each call site
