@@ -33,7 +33,7 @@ ACTIVATION_CODES = {
 }
 
 
-@jit
+@jit(internal=True)
 def add_bias_and_activate(Z, bias, code):
     """Replace ``Z`` by ``g(Z + bias)`` in place, row by row.
 
@@ -95,7 +95,7 @@ def softmax_row(z):
         z[j] = z[j] / total
 
 
-@jit
+@jit(internal=True)
 def multiply_by_derivative(A, delta, code):
     """Multiply ``delta`` in place by ``g'(Z)``, written in terms of ``A = g(Z)``.
 

@@ -44,7 +44,7 @@ CANONICAL_OUTPUT = {
 }
 
 
-@jit
+@jit(internal=True)
 def weighted_loss_sum(A, Y, sample_weight, loss_code, eps):
     """Return ``sum_i s_i * sum_j loss(y_ij, a_ij)`` in float64.
 
@@ -91,7 +91,7 @@ def weighted_loss_sum(A, Y, sample_weight, loss_code, eps):
     return total
 
 
-@jit
+@jit(internal=True)
 def output_delta(A, Y, sample_weight, out_code, loss_code, delta):
     """Write the output error ``s_i * dJ/dZ`` into ``delta``.
 

@@ -111,7 +111,7 @@ def csr_rows_transpose_dot(csr, rows, delta, out):
                 out[c, j] += value * delta[k, j]
 
 
-@jit
+@jit(internal=True)
 def forward(Xb, csr, rows, params, layers, acts, capacity):
     """Forward pass of a batch; ``A[l]`` for l = 1..L is left in ``acts``.
 
@@ -142,7 +142,7 @@ def forward(Xb, csr, rows, params, layers, acts, capacity):
     return forward_recording(Xb, csr, rows, params, layers, acts, capacity, None)
 
 
-@jit
+@jit(internal=True)
 def forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs):
     """:func:`forward` that also keeps each pre-activation ``Z[l]`` in ``zs`` unless it is None.
 
@@ -172,7 +172,7 @@ def forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs):
     return A
 
 
-@jit
+@jit(internal=True)
 def backward(Xb, csr, rows, params, layers, acts, deltas, capacity, grads):
     """Back-propagate the output error already in ``deltas``; raw sums into ``grads``.
 
@@ -184,7 +184,7 @@ def backward(Xb, csr, rows, params, layers, acts, deltas, capacity, grads):
     backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, None)
 
 
-@jit
+@jit(internal=True)
 def backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, dAs):
     """:func:`backward` that also keeps ``dA[l] = dZ[l+1] W[l+1]^T`` of hidden layers in ``dAs`` unless it is None.
 
@@ -215,7 +215,7 @@ def backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, gr
             multiply_by_derivative(A_prev, delta_prev, layers[l - 1, ACTIVATION])
 
 
-@jit
+@jit(internal=True)
 def finalize_gradient(grads, params, layers, alpha, weight_sum, fit_intercepts):
     """Turn raw sums into the gradient: ``(dW + alpha W) / S`` and ``db / S``.
 
@@ -233,7 +233,7 @@ def finalize_gradient(grads, params, layers, alpha, weight_sum, fit_intercepts):
             grads[k] = grads[k] / weight_sum if fit_intercepts else 0
 
 
-@jit
+@jit(internal=True)
 def squared_coef_norm(params, layers):
     """Sum of squared weights (intercepts are not penalised), in float64."""
     return squared_sum(params, layers[0, INTERCEPT_OFFSET])

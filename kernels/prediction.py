@@ -14,11 +14,9 @@ waits for the last one to be done. A late worker simply takes fewer
 chunks, and a call that no worker joins is computed by the caller alone.
 
 The compile of ``predict`` grew from 0.5 to 1.7 s per dtype with the
-labels and the board. Each helper compiled apart, and each call site of
-the forward pass, costs compile time (LLVM optimises a helper in its own
-module, then again linked into every caller's): with the helpers apart and
-three call sites it took 3.2 s, so the helpers are inlined and a caller's
-chunks, in turn or shared, run in one loop.
+labels and the board; a caller's chunks, in turn or shared, run in one
+loop, so the forward pass has one call site for the caller (each call site
+costs compile time).
 
 Measured on digits 64-100-10, 1797 rows in 8 chunks of 225, on 2 cores
 (outputs, median us per call): one thread 719; two blocks of 4 chunks, one
@@ -74,7 +72,7 @@ SERVE_OTHER_DTYPE = 3
 SERVE_STOPPED = 4
 
 
-@jit(internal=True, inline=True)
+@jit(internal=True)
 def predict_chunk(X, csr, params, table, acts, rows, capacity, out, labels, start, stop):
     """Forward pass of rows ``start:stop`` (one chunk) into ``out`` and, if not empty, ``labels``."""
     chunk_rows = rows[: stop - start]
@@ -181,7 +179,7 @@ def predict(X, csr, params, layers, acts, rows, capacity, out, labels, board, sl
     return PREDICT_DONE if load_acquire(board, BOARD_FAILED) == 0 else PREDICT_FAILED
 
 
-@jit(internal=True, inline=True)
+@jit(internal=True)
 def post_call(X, params, table, acts, rows, capacity, out, labels, board):
     """Post a call on ``board`` and open it to claims; return its number."""
     n_samples = out.shape[0]
@@ -215,7 +213,7 @@ def post_call(X, params, table, acts, rows, capacity, out, labels, board):
     return call
 
 
-@jit(internal=True, inline=True)
+@jit(internal=True)
 def serve_chunks(board, like, slot):
     """Worker side of a shared call: claim and compute chunks of the calls posted on ``board``.
 
@@ -265,7 +263,7 @@ def serve_chunks(board, like, slot):
         spin_pause(spins)
 
 
-@jit(internal=True, inline=True)
+@jit(internal=True)
 def compute_claimed_chunk(board, like, slot, chunk):
     """Compute chunk ``chunk`` of the call on ``board`` with the buffers of ``slot``."""
     n_rows, n_features = board[BOARD_N_ROWS], board[BOARD_N_FEATURES]

@@ -512,7 +512,7 @@ def loss_and_gradient(
     )
 
 
-@jit
+@jit(internal=True)
 def raw_loss_and_gradient(
     X, csr, Y, sample_weight, params, layers, acts, deltas,
     grads, scratch, rows, capacity, loss_code, eps,
@@ -557,7 +557,7 @@ def raw_loss_and_gradient(
     return data_loss, weight_sum
 
 
-@jit
+@jit(internal=True)
 def finish_loss_and_gradient(grads, params, layers, data_loss, weight_sum, alpha, loss_scale, fit_intercepts):
     """Turn raw sums into the objective and, in ``grads``, its gradient.
 

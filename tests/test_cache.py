@@ -189,6 +189,41 @@ def test_a_fit_compiles_only_its_solver_and_input_layout(tmp_path, solver, layou
     assert compiled["sgd_update"] == int(solver == "sgd")
 
 
+CACHED_AND_LINKED = textwrap.dedent(
+    """
+    import json, warnings
+    import numpy as np
+    import fastbp
+    from fastbp import kernels
+    from fastbp.kernels import network, training
+    from fastbp.kernels._jit import _LinkedOnlyLibrary
+    rng = np.random.RandomState(0)
+    X = rng.rand(60, 5)
+    y = (X[:, 0] > 0.5).astype(int)
+    warnings.simplefilter("ignore")
+    fastbp.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, y).predict(X)
+    helpers = [network.forward_recording, network.backward_recording, training.raw_batch_gradient]
+    print(json.dumps({
+        "linked_only": [all(isinstance(c.library, _LinkedOnlyLibrary) for c in helper.overloads.values())
+                        for helper in helpers],
+        "compiled": [len(helper.overloads) for helper in helpers],
+    }))
+    """
+)
+
+
+def test_helpers_are_linked_into_the_cached_kernels_not_compiled_or_cached_alone(tmp_path):
+    # a helper's own optimised module and machine code cost ~0.7 s per dtype
+    # of a default fit's first compile, and no kernel used them
+    cache = tmp_path / "cache"
+    report, _ = _report(CACHED_AND_LINKED, {"FASTBP_CACHE_DIR": str(cache)})
+    assert report["compiled"] == [1, 1, 1] and all(report["linked_only"])
+    cached = {path.name.split("-")[0] for path in cache.rglob("*.nbi")}
+    assert cached == {"training.train_epoch", "prediction.predict"}
+    second, _ = _report(CACHED_AND_LINKED, {"FASTBP_CACHE_DIR": str(cache)})
+    assert second["compiled"] == [0, 0, 0]  # the cached kernels need no helper
+
+
 def test_caches_of_other_kernel_sources_unused_for_30_days_are_deleted(tmp_path):
     base = tmp_path / "cache" / "fastbp"
     month_and_a_day = 31 * 24 * 3600
