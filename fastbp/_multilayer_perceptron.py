@@ -656,7 +656,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
 
         self.n_iter_ = 0
         checkpoint = None
-        with training_threads(batch_size, network.layer_units) as team:
+        with training_threads(batch_size, network.layer_units, X_input.inputs_per_row) as team:
             try:
                 for _ in range(self.max_iter):
                     checkpoint = self._checkpoint()

@@ -76,6 +76,13 @@ class KernelInput:
         """The ``(X, csr)`` arguments of a kernel (X is a dummy for CSR input)."""
         return self.dense, self.csr
 
+    @property
+    def inputs_per_row(self):
+        """Mean non-zeros per row of a CSR input; None for dense input."""
+        if self.csr is None:
+            return None
+        return self.csr[0].shape[0] / max(self.n_samples, 1)
+
     def row_block(self, start, stop):
         """The ``(X, csr)`` arguments of a kernel for the rows ``start:stop``."""
         if self.csr is None:
@@ -853,7 +860,7 @@ class Network:
         )
         work = EpochWorkspace(self, batch_size, sparse=X_input.sparse)
         order = np.arange(n_samples, dtype=np.int64)
-        with training_threads(batch_size, self.layer_units) as team:
+        with training_threads(batch_size, self.layer_units, X_input.inputs_per_row) as team:
             return [
                 run_epoch(self, X_input, Y, sample_weight, order, batch_size, work, optimizer,
                           alpha, 1.0, team) / n_samples

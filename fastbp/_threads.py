@@ -33,6 +33,7 @@ CSR rows 10.5 vs 5.4.
 import contextlib
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -54,11 +55,35 @@ MIN_BLOCK_ROWS = 64
 SPLIT_WORK = 1_000_000
 EPOCH_PARTS = 2
 
+# The threads that share a mini-batch exchange data at every mini-batch: each
+# reads the gradient sums and the parameters the other wrote. When a part's
+# forward pass has fewer multiply-adds per parameter than MIN_SPLIT_INTENSITY
+# (a wide sparse input), that traffic outweighs the halved work unless the
+# cores share a cache, so such a fit splits only when a token passed between
+# two of its threads crosses in less than SHARED_CACHE_HANDOFF seconds
+# (HANDOFF_PASSES passes each way, measured at most every HANDOFF_MAX_AGE
+# seconds). Measured on a 2-core KVM guest whose two vCPUs at times sit on
+# cores without a shared L3 cache, for minutes: a hand-off took 30-35 ns,
+# and 143-172 ns in such spells (339 measurements in 5 minutes).
+# 5000-128-5 on 20,000 CSR rows (29 non-zeros per row, batches of 200: 0.7
+# multiply-adds per parameter per part) fit in 0.15 s on two threads and
+# 0.25-0.28 s on one, but 0.46 s on two in a spell (one: 0.25-0.28 s).
+# Dense networks do 100 or more multiply-adds per parameter per part and
+# stay faster on two threads in a spell (digits 64-100-10: 0.071 s against
+# 0.078 s).
+MIN_SPLIT_INTENSITY = 16
+SHARED_CACHE_HANDOFF = 110e-9
+HANDOFF_PASSES = 256
+HANDOFF_MAX_AGE = 1.0
+# How long the measurement waits for its worker thread to start.
+HANDOFF_START_TIMEOUT = 0.01
+
 _controller = None
 _active_calls = 0
 _lock = threading.Lock()
 _executor = None
 _executor_pid = None
+_handoff = None  # (seconds, perf_counter time of the measurement, process id)
 
 
 def _scipy_blas():
@@ -165,15 +190,74 @@ def epoch_parts(batch_size, layer_units):
     return 1
 
 
+def split_intensity(part_rows, layer_units, inputs_per_row=None):
+    """Multiply-adds of a part's forward pass per parameter of the network.
+
+    ``inputs_per_row`` is the mean number of non-zeros per row of a CSR
+    input (None: dense, every input feature).
+    """
+    first_inputs = layer_units[0] if inputs_per_row is None else inputs_per_row
+    multiply_adds = first_inputs * layer_units[1] + multiply_adds_per_row(layer_units[1:])
+    n_params = sum(a * b + b for a, b in zip(layer_units[:-1], layer_units[1:]))
+    return part_rows * multiply_adds / n_params
+
+
+def handoff_seconds():
+    """Time of a one-way hand-off between this thread and a pool worker; None if none started.
+
+    A token goes back and forth :data:`HANDOFF_PASSES` times each way
+    (``kernels.pass_token``), three times over; the fastest time counts.
+    None when no worker took its side within :data:`HANDOFF_START_TIMEOUT`
+    seconds.
+    """
+    flag = aligned_zeros(8, np.int64)
+    kernels.pass_token(flag, 0, 0)  # compiled or loaded here, not in the worker's time
+    worker = _worker_pool().submit(kernels.pass_token, flag, 0, 3 * HANDOFF_PASSES + 1)
+    deadline = time.perf_counter() + HANDOFF_START_TIMEOUT
+    while flag[0] == 0:  # the worker's first pass: it has started
+        if time.perf_counter() > deadline:
+            flag[1] = 1  # a worker that starts now returns at once
+            if not worker.cancel():
+                worker.result()
+            return None
+        time.sleep(0)
+    kernels.pass_token(flag, 1, 1)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        kernels.pass_token(flag, 1, HANDOFF_PASSES)
+        times.append(time.perf_counter() - start)
+    worker.result()
+    return min(times) / (2 * HANDOFF_PASSES)
+
+
+def cores_share_cache():
+    """Whether this thread and a pool worker exchange data fast (see :data:`MIN_SPLIT_INTENSITY`).
+
+    Measured by :func:`handoff_seconds` at most every
+    :data:`HANDOFF_MAX_AGE` seconds; True when the measurement fails.
+    """
+    global _handoff
+    now = time.perf_counter()
+    if _handoff is None or _handoff[2] != os.getpid() or now - _handoff[1] > HANDOFF_MAX_AGE:
+        seconds = handoff_seconds()
+        if seconds is None:
+            return True
+        _handoff = (seconds, now, os.getpid())
+    return _handoff[0] < SHARED_CACHE_HANDOFF
+
+
 @contextlib.contextmanager
-def training_threads(batch_size, layer_units):
+def training_threads(batch_size, layer_units, inputs_per_row=None):
     """Decide how the epochs of a fit run; yield the :class:`EpochTeam` that runs them.
 
     The parts of a mini-batch (:func:`epoch_parts`) run on one thread each,
     with one BLAS thread each, when ``FASTBP_BLAS_THREADS`` is "auto", no
     other fastbp call runs, two cores or more are available, and either a
     part's largest product is below :data:`LARGE_PRODUCT` or there are no
-    more cores than parts (otherwise BLAS threads would use more cores).
+    more cores than parts (otherwise BLAS threads would use more cores),
+    and, when a part does few multiply-adds per parameter, the cores share
+    a cache (:data:`MIN_SPLIT_INTENSITY`).
     Cores count up to Numba's thread limit (``NUMBA_NUM_THREADS``, which
     joblib's worker processes and ``fastbp.distributed`` set), since threads
     that wait for each other lose much on oversubscribed cores.
@@ -187,9 +271,12 @@ def training_threads(batch_size, layer_units):
         Rows per mini-batch.
     layer_units : sequence of int
         Units per layer, input first.
+    inputs_per_row : float, optional
+        Mean non-zeros per row of a CSR input; None for dense input.
     """
     n_parts = epoch_parts(batch_size, layer_units)
-    product = largest_product(-(-batch_size // n_parts), layer_units)
+    part_rows = -(-batch_size // n_parts)
+    product = largest_product(part_rows, layer_units)
     release_prediction_workers()
     with _tracked_call() as concurrent:
         cores = min(available_cores(), numba.config.NUMBA_NUM_THREADS)
@@ -199,6 +286,10 @@ def training_threads(batch_size, layer_units):
             and not concurrent
             and cores >= 2
             and (product < LARGE_PRODUCT or cores <= n_parts)
+            and (
+                split_intensity(part_rows, layer_units, inputs_per_row) >= MIN_SPLIT_INTENSITY
+                or cores_share_cache()
+            )
         )
         with _blas_limit(1 if threaded else blas_threads(product, concurrent)):
             team = EpochTeam(n_parts, n_parts if threaded else 1)

@@ -5,6 +5,7 @@ above check everything once and pass arrays of one dtype down.
 """
 
 from ._jit import CACHE_DIR, SOURCES_HASH
+from ._sync import pass_token
 from .activations import ACTIVATION_CODES, add_bias_and_activate, multiply_by_derivative
 from .losses import CANONICAL_OUTPUT, LOSS_CODES, output_delta, weighted_loss_sum
 from .network import (
@@ -74,6 +75,7 @@ __all__ = [
     "loss_and_gradient",
     "multiply_by_derivative",
     "output_delta",
+    "pass_token",
     "predict",
     "raw_loss_and_gradient",
     "sgd_step",

@@ -181,3 +181,30 @@ def wait_for_epoch(sync, n_parts, epoch):
         spins += 1
         spin_pause(spins)
     return load_acquire(sync, n_parts) == 0
+
+
+@jit
+def pass_token(flag, side, n_passes):
+    """Pass a token back and forth with another thread ``n_passes`` times; return the passes made.
+
+    ``flag[0]`` counts the passes of both threads: side 0 passes at even
+    counts, side 1 at odd ones. Two threads calling this with sides 0 and
+    1 time a one-way hand-off between their cores (``fastbp._threads``
+    measures it before it splits a fit whose threads would exchange much
+    data). Returns early, with the passes made, when ``flag[1]`` (the abort
+    flag) is raised.
+    """
+    passes = 0
+    spins = 0
+    while passes < n_passes:
+        if load_acquire(flag, 1) != 0:
+            break
+        count = load_acquire(flag, 0)
+        if count % 2 == side:
+            store_release(flag, 0, count + 1)
+            passes += 1
+            spins = 0
+        else:
+            spins += 1
+            spin_pause(spins)
+    return passes

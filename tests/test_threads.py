@@ -193,6 +193,7 @@ def split_epochs(monkeypatch):
     """Make every mini-batch of more than one row eligible for a split between two threads."""
     monkeypatch.setenv("FASTBP_BLAS_THREADS", "auto")
     monkeypatch.setattr(_threads, "SPLIT_WORK", 0)
+    monkeypatch.setattr(_threads, "MIN_SPLIT_INTENSITY", 0)  # whether the cores share a cache or not
     monkeypatch.setattr(_threads, "available_cores", lambda: 2)
     monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 2)
 
@@ -243,6 +244,68 @@ def test_split_epochs_on_two_threads_equal_one_thread_bitwise(
     monkeypatch.setattr(_threads, "SPLIT_WORK", np.inf)  # one part: the same up to rounding
     whole = fit()
     np.testing.assert_allclose(whole.loss_curve_, threaded.loss_curve_, rtol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+def test_a_token_passed_between_two_threads():
+    flag = np.zeros(8, dtype=np.int64)
+    other = threading.Thread(target=kernels.pass_token, args=(flag, 0, 100))
+    other.start()
+    assert kernels.pass_token(flag, 1, 100) == 100
+    other.join()
+    assert flag[0] == 200
+    flag[1] = 1  # aborted: no pass, no wait
+    assert kernels.pass_token(flag, 0, 5) == 0 and flag[0] == 200
+    seconds = _threads.handoff_seconds()
+    assert 0 < seconds < 1e-4
+
+
+def test_no_worker_to_pass_the_token_means_no_measurement(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    busy = threading.Event()
+    pool = ThreadPoolExecutor(1)
+    pool.submit(busy.wait)
+    monkeypatch.setattr(_threads, "_worker_pool", lambda: pool)
+    monkeypatch.setattr(_threads, "_handoff", None)
+    start = time.perf_counter()
+    assert _threads.handoff_seconds() is None
+    assert _threads.cores_share_cache()  # not measured: the fit splits as it did before
+    assert time.perf_counter() - start < 1
+    busy.set()
+    pool.shutdown()
+
+
+@pytest.mark.parametrize("share", [True, False], ids=["shared-cache", "no-shared-cache"])
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fits_with_few_multiply_adds_per_parameter_split_only_where_cores_share_a_cache(
+    monkeypatch, share
+):
+    # a wide sparse input moves more data between the threads than it computes
+    monkeypatch.setenv("FASTBP_BLAS_THREADS", "auto")
+    monkeypatch.setattr(_threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 2)
+    measured = []
+    monkeypatch.setattr(_threads, "cores_share_cache", lambda: measured.append(share) or share)
+    threads_used = recording_team_threads(monkeypatch)
+    rng = np.random.RandomState(0)
+    X = sp.random(400, 3000, density=0.004, format="csr", random_state=rng, dtype=np.float64)
+    y = rng.randint(0, 3, size=400)
+
+    def fit(X):
+        return MLPClassifier(hidden_layer_sizes=(64,), batch_size=200, max_iter=2, random_state=0).fit(X, y)
+
+    assert _threads.split_intensity(100, (3000, 64, 3), X.nnz / X.shape[0]) < _threads.MIN_SPLIT_INTENSITY
+    sparse = fit(X)
+    assert measured == [share] and set(threads_used) == {2 if share else 1}
+    measured.clear()
+    threads_used.clear()
+    dense = fit(X.toarray())  # thousands of multiply-adds per parameter: split without a measurement
+    assert measured == [] and set(threads_used) == {2}
+    # the same parts either way: the same bits
+    monkeypatch.setattr(_threads, "cores_share_cache", lambda: not share)
+    for a, b in zip(sparse.coefs_, fit(X).coefs_):
+        np.testing.assert_array_equal(a, b)
+    assert dense.n_iter_ == 2
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
