@@ -382,7 +382,7 @@ def cross_core_handoff_ns():
 
 
 def handoff_summary(run, names):
-    """A line on the cores' hand-off time before each round of fits, flagging rounds without a shared cache."""
+    """A line on the cores' hand-off time before each fastbp fit, flagging fits without a shared cache."""
     from fastbp._threads import SHARED_CACHE_HANDOFF
 
     limit = SHARED_CACHE_HANDOFF * 1e9
@@ -391,11 +391,11 @@ def handoff_summary(run, names):
         handoffs = [h for h in run["results"][name].get("handoff_ns", []) if h is not None]
         slow += sum(h >= limit for h in handoffs)
         parts.append(f"{name} " + "/".join(f"{h:.0f}" for h in handoffs))
-    line = ("\nCross-core hand-off before each round of fits (ns; fastbp splits a fit with few "
+    line = ("\nCross-core hand-off before each fastbp fit (ns; fastbp splits a fit with few "
             f"multiply-adds per parameter only below {limit:.0f}): " + ", ".join(parts) + ".")
     if slow:
-        line += (f" **{slow} rounds ran while the two cores shared no cache**: fits whose threads "
-                 "exchange data at every mini-batch are slower in those.")
+        line += (f" **{slow} fastbp fits ran while the two cores shared no cache, or the other core was "
+                 "busy**: fits whose threads exchange data at every mini-batch are slower in those.")
     return line
 
 
@@ -434,11 +434,12 @@ def time_workload(name, workload, X, y, libraries, repeat):
             failed(lib, exc)
     handoffs = []
     for _ in range(repeat):
-        handoffs.append(cross_core_handoff_ns())
         for lib, runner in list(runners.items()):
             try:
                 gc.collect()
                 time.sleep(PAUSE_SECONDS)
+                if lib == "fastbp":
+                    handoffs.append(cross_core_handoff_ns())
                 t = time.perf_counter()
                 runner.fit(X, y)
                 results[lib]["fit_all"].append(time.perf_counter() - t)
