@@ -13,6 +13,7 @@ thread running part 0 has started, which the workers wait for.
 
 The threads of a prediction claim its chunks from a shared counter with
 :func:`fetch_add` and :func:`compare_and_swap` (see ``kernels.prediction``).
+Two threads time a hand-off between their cores with :func:`pass_token`.
 """
 
 import os
