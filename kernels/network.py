@@ -21,6 +21,7 @@ BACKGROUND.md, with rows as samples:
 import numpy as np
 
 from ._arrays import matrix_view
+from ._blas import matmul_into
 from ._jit import REASSOCIATE, jit
 from .activations import IDENTITY, add_bias_and_activate, multiply_by_derivative
 
@@ -157,11 +158,11 @@ def forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs):
         Z = unit_view(acts, layers, l, capacity, n_rows)
         W = coef_view(params, layers, l)
         if l > 0:
-            np.dot(A, W, Z)
+            matmul_into(A, W, Z)
         elif csr is not None:
             csr_rows_dot(csr, rows, W, Z)
         else:
-            np.dot(Xb, W, Z)
+            matmul_into(Xb, W, Z)
         bias = intercept_view(params, layers, l)
         if zs is not None:
             Z_saved = unit_view(zs, layers, l, capacity, n_rows)
@@ -196,11 +197,11 @@ def backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, gr
         delta = unit_view(deltas, layers, l, capacity, n_rows)
         grad_W = coef_view(grads, layers, l)
         if l > 0:
-            np.dot(unit_view(acts, layers, l - 1, capacity, n_rows).T, delta, grad_W)
+            matmul_into(unit_view(acts, layers, l - 1, capacity, n_rows).T, delta, grad_W)
         elif csr is not None:
             csr_rows_transpose_dot(csr, rows, delta, grad_W)
         else:
-            np.dot(Xb.T, delta, grad_W)
+            matmul_into(Xb.T, delta, grad_W)
         grad_b = intercept_view(grads, layers, l)
         grad_b[:] = 0
         for i in range(n_rows):
@@ -208,7 +209,7 @@ def backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, gr
                 grad_b[j] += delta[i, j]
         if l > 0:
             delta_prev = unit_view(deltas, layers, l - 1, capacity, n_rows)
-            np.dot(delta, coef_view(params, layers, l).T, delta_prev)
+            matmul_into(delta, coef_view(params, layers, l).T, delta_prev)
             if dAs is not None:
                 copy_into(delta_prev, unit_view(dAs, layers, l - 1, capacity, n_rows))
             A_prev = unit_view(acts, layers, l - 1, capacity, n_rows)

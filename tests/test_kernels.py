@@ -937,3 +937,35 @@ def test_internal_helpers_called_from_python_run_a_twin_with_the_same_results():
     assert compiled and all(isinstance(c.library, _LinkedOnlyLibrary) for c in compiled)
     with pytest.raises(TypeError, match="not enough arguments"):
         helper(values)
+
+
+@numba.njit
+def _numba_np_dot(a, b, out):
+    np.dot(a, b, out)
+
+
+@numba.njit
+def _matmul_into(a, b, out):
+    K._blas.matmul_into(a, b, out)
+
+
+@dtypes
+@pytest.mark.parametrize("m, k, n", [(1, 1, 1), (1, 7, 1), (6, 7, 1), (1, 7, 5), (6, 7, 5), (0, 7, 5), (6, 0, 5)])
+def test_matmul_into_makes_numbas_np_dot_calls(rng, dtype, m, k, n):
+    """Every layout the kernels use (``A @ W``, ``A.T @ delta``, ``delta @ W.T``), vectors and empty sizes."""
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    for left, right in [(a, b), (np.ascontiguousarray(a.T).T, b), (a, np.ascontiguousarray(b.T).T)]:
+        got = np.full((m, n), np.nan, dtype=dtype)
+        _matmul_into(left, right, got)
+        expected = np.full((m, n), np.nan, dtype=dtype)
+        _numba_np_dot(left, right, expected)
+        assert_array_equal(got, expected)
+        assert_close(got, a.astype(np.float64) @ b.astype(np.float64), dtype)
+
+
+def test_matmul_into_rejects_mismatched_shapes():
+    a, b = np.ones((3, 4)), np.ones((4, 2))
+    for left, right, out in [(a, np.ones((5, 2)), np.empty((3, 2))), (a, b, np.empty((3, 3))), (a, b, np.empty((2, 2)))]:
+        with pytest.raises(ValueError, match="incompatible array shapes"):
+            _matmul_into(left, right, out)
