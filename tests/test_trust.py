@@ -576,6 +576,11 @@ def test_string_boolean_and_object_labels(labels, solver):
     "y, batch",
     [
         (np.array([3, 1, 2, 3, 1]), np.array([2, 2, 1])),  # partial_fit batch of fewer classes
+        # integer labels looked up in a table: negative, offset, other dtypes, unseen labels
+        (np.array([-3, 5, 0, 5, -3, 2, 0, 2], dtype=np.int8), np.array([5, 5, -3], dtype=np.int8)),
+        (np.arange(12) % 4 + 2**40, np.array([2**40 + 3, 2**40], dtype=np.uint64)),
+        (np.array([0, 9, 4, 9] * 3), np.array([4, 6, 9, 100, -1, 0] * 2, dtype=np.int16)),
+        (np.array([2**64 - 1, 2**64 - 2] * 2, dtype=np.uint64), np.array([2**64 - 2], dtype=np.uint64)),
         (np.array(["b", "a", "b"]), np.array(["a", "a"])),
         (np.array(["ant", "bee", "cat", "ant"], dtype=object), np.array(["cat"], dtype=object)),
         (np.array([True, False, True]), np.array([True])),
