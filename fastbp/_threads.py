@@ -51,27 +51,35 @@ PARALLEL_WORK = 1_000_000
 MIN_BLOCK_ROWS = 64
 
 # Multiply-adds of a mini-batch's forward pass above which a fit cuts every
-# mini-batch into EPOCH_PARTS parts that threads share.
-SPLIT_WORK = 1_000_000
+# mini-batch into EPOCH_PARTS parts that threads share. The parts run on one
+# thread where threads are not used (one core, another fastbp call running,
+# a slow spell below) and then cost 3-13% more than an uncut mini-batch.
+# Measured on the 2-core machine, one epoch of 20,000 rows (ms, uncut / two
+# threads / parts on one thread): 20-32-2 batches of 200 (134k multiply-adds)
+# 4.8 / 3.8 / 4.9; 100-64-10 batches of 16 (113k) 19.0 / 17.4 / 21.5;
+# 100-64-10 batches of 8 (56k) 27.2 / 28.5 / 32.8; 100-64-10 batches of 32
+# on 50,000 rows (225k) 36.2 / 27.9 / 39.4.
+SPLIT_WORK = 125_000
 EPOCH_PARTS = 2
 
 # The threads that share a mini-batch exchange data at every mini-batch: each
 # reads the gradient sums and the parameters the other wrote. When a part's
-# forward pass has fewer multiply-adds per parameter than MIN_SPLIT_INTENSITY
-# (a wide sparse input), that traffic outweighs the halved work unless the
-# cores share a cache, so such a fit splits only when a token passed between
-# two of its threads crosses in less than SHARED_CACHE_HANDOFF seconds
-# (HANDOFF_PASSES passes each way, measured at most every HANDOFF_MAX_AGE
-# seconds). Measured on a 2-core KVM guest whose two vCPUs at times sit on
-# cores without a shared L3 cache, for minutes: a hand-off took 30-35 ns,
-# and 143-172 ns in such spells (339 measurements in 5 minutes).
-# 5000-128-5 on 20,000 CSR rows (29 non-zeros per row, batches of 200: 0.7
-# multiply-adds per parameter per part) fit in 0.15 s on two threads and
-# 0.25-0.28 s on one, but 0.46 s on two in a spell (one: 0.25-0.28 s).
-# Dense networks do 100 or more multiply-adds per parameter per part and
-# stay faster on two threads in a spell (digits 64-100-10: 0.071 s against
-# 0.078 s).
-MIN_SPLIT_INTENSITY = 16
+# forward pass has fewer multiply-adds per parameter than MIN_SPLIT_INTENSITY,
+# that traffic outweighs the halved work unless the cores share a cache, so
+# such a fit splits only when a token passed between two of its threads
+# crosses in less than SHARED_CACHE_HANDOFF seconds (HANDOFF_PASSES passes
+# each way, measured at most every HANDOFF_MAX_AGE seconds). Measured on a
+# 2-core KVM guest whose two vCPUs at times sit on cores without a shared L3
+# cache, for minutes: a hand-off took 30-35 ns, and 143-172 ns in such
+# spells. In a spell (ms, as above): 100-64-10 batches of 32 (16
+# multiply-adds per parameter per part) 36.2 / 67.6 / 39.4; batches of 64
+# (32) 13.2 / 17.6 / 13.8; 20-32-2 batches of 200 (91) 4.8 / 5.0 / 5.0,
+# batches of 400 (182) 4.8 / 4.5 / 4.9. 5000-128-5 on 20,000 CSR rows (29
+# non-zeros per row, batches of 200: 0.7) fit in 0.15 s on two threads and
+# 0.25-0.28 s on one, but 0.46 s on two in a spell. Digits 64-100-10,
+# batches of 200 (98), fit in 0.071 s on two threads in a spell and in
+# 0.078 s on one.
+MIN_SPLIT_INTENSITY = 64
 SHARED_CACHE_HANDOFF = 110e-9
 HANDOFF_PASSES = 256
 HANDOFF_MAX_AGE = 1.0

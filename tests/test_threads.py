@@ -291,16 +291,21 @@ def test_fits_with_few_multiply_adds_per_parameter_split_only_where_cores_share_
     X = sp.random(400, 3000, density=0.004, format="csr", random_state=rng, dtype=np.float64)
     y = rng.randint(0, 3, size=400)
 
-    def fit(X):
-        return MLPClassifier(hidden_layer_sizes=(64,), batch_size=200, max_iter=2, random_state=0).fit(X, y)
+    def fit(X, batch_size=200):
+        return MLPClassifier(hidden_layer_sizes=(64,), batch_size=batch_size, max_iter=2, random_state=0).fit(X, y)
 
     assert _threads.split_intensity(100, (3000, 64, 3), X.nnz / X.shape[0]) < _threads.MIN_SPLIT_INTENSITY
     sparse = fit(X)
     assert measured == [share] and set(threads_used) == {2 if share else 1}
     measured.clear()
     threads_used.clear()
-    dense = fit(X.toarray())  # thousands of multiply-adds per parameter: split without a measurement
+    dense = fit(X.toarray())  # 100 multiply-adds per parameter: split without a measurement
     assert measured == [] and set(threads_used) == {2}
+    threads_used.clear()
+    narrow = X[:, :20].toarray()  # parts of 50 rows of 20-64-3: 48 multiply-adds per parameter
+    assert _threads.split_intensity(50, (20, 64, 3)) < _threads.MIN_SPLIT_INTENSITY
+    fit(narrow, batch_size=100)
+    assert measured == [share] and set(threads_used) == {2 if share else 1}
     # the same parts either way: the same bits
     monkeypatch.setattr(_threads, "cores_share_cache", lambda: not share)
     for a, b in zip(sparse.coefs_, fit(X).coefs_):
