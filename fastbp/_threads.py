@@ -31,6 +31,7 @@ CSR rows 10.5 vs 5.4.
 """
 
 import contextlib
+import ctypes
 import os
 import threading
 import time
@@ -210,17 +211,76 @@ def split_intensity(part_rows, layer_units, inputs_per_row=None):
     return part_rows * multiply_adds / n_params
 
 
+def _current_cpu():
+    """Number of the CPU this thread runs on, or None where the C library cannot tell."""
+    try:
+        cpu = ctypes.CDLL(None).sched_getcpu()
+    except (AttributeError, OSError, TypeError):  # no such function, or no C library to load
+        return None
+    return cpu if cpu >= 0 else None
+
+
+@contextlib.contextmanager
+def _pinned_to(cpus):
+    """Run this thread on the CPUs ``cpus`` only for the block, then on those it had (None: leave it)."""
+    if not cpus:
+        yield
+        return
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+def _pass_token_pinned(flag, cpus, n_passes):
+    """Side 0 of ``kernels.pass_token``, run on the CPUs ``cpus`` only (None: any)."""
+    with _pinned_to(cpus):
+        return kernels.pass_token(flag, 0, n_passes)
+
+
+def _separate_cpus():
+    """This thread's CPU and the other CPUs it may use, as two sets; (None, None) where that is unknown.
+
+    Linux often wakes a pool worker on the CPU of the thread that woke it,
+    and moves threads between CPUs while they wait. Two threads that pass
+    a token on one CPU yield it to each other at every pass (7.7 us a pass),
+    which says nothing of the caches: on the 2-core VM, 44 of 66 hand-offs
+    measured in bursts of six after pauses of 0.3 s ran so (a fit that
+    follows a pause then ran on one thread: 35 ms instead of 28). So for
+    the measurement this thread stays on its CPU and the worker on the
+    others: 0 of 66.
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    allowed = os.sched_getaffinity(0)
+    here = _current_cpu()
+    if here not in allowed or len(allowed) < 2:
+        return None, None
+    return {here}, allowed - {here}
+
+
 def handoff_seconds():
-    """Time of a one-way hand-off between this thread and a pool worker; None if none started.
+    """Time of a one-way hand-off between this thread and a pool worker on another CPU; None if none started.
 
     A token goes back and forth :data:`HANDOFF_PASSES` times each way
     (``kernels.pass_token``), three times over; the fastest time counts.
-    None when no worker took its side within :data:`HANDOFF_START_TIMEOUT`
-    seconds.
+    For the measurement, this thread and the worker run on different CPUs
+    (see :func:`_separate_cpus`). None when no worker took its side within
+    :data:`HANDOFF_START_TIMEOUT` seconds.
     """
+    here, elsewhere = _separate_cpus()
     flag = aligned_zeros(8, np.int64)
     kernels.pass_token(flag, 0, 0)  # compiled or loaded here, not in the worker's time
-    worker = _worker_pool().submit(kernels.pass_token, flag, 0, 3 * HANDOFF_PASSES + 1)
+    # submitted before this thread is pinned: a pool thread started now inherits this thread's CPUs
+    worker = _worker_pool().submit(_pass_token_pinned, flag, elsewhere, 3 * HANDOFF_PASSES + 1)
+    with _pinned_to(here):
+        return _timed_handoff(flag, worker)
+
+
+def _timed_handoff(flag, worker):
+    """Side 1 of the hand-off that ``worker`` takes side 0 of; see :func:`handoff_seconds`."""
     deadline = time.perf_counter() + HANDOFF_START_TIMEOUT
     while flag[0] == 0:  # the worker's first pass: it has started
         if time.perf_counter() > deadline:

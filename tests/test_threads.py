@@ -2,6 +2,7 @@
 
 import contextlib
 import multiprocessing
+import os
 import threading
 import time
 
@@ -257,6 +258,30 @@ def test_a_token_passed_between_two_threads():
     assert kernels.pass_token(flag, 0, 5) == 0 and flag[0] == 200
     seconds = _threads.handoff_seconds()
     assert 0 < seconds < 1e-4
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux's affinity calls and two CPUs for this process",
+)
+def test_the_hand_off_is_timed_between_two_cpus_which_both_threads_get_back(monkeypatch):
+    allowed = os.sched_getaffinity(0)
+    calls = []
+    pass_token = kernels.pass_token
+
+    def recording(flag, side, n_passes):
+        calls.append((side, n_passes, os.sched_getaffinity(0), threading.get_native_id()))
+        return pass_token(flag, side, n_passes)
+
+    monkeypatch.setattr(kernels, "pass_token", recording)
+    assert _threads.handoff_seconds() is not None
+    main_cpus = {frozenset(cpus) for side, _, cpus, _ in calls if side == 1}
+    [(worker_cpus, worker_id)] = [(cpus, tid) for side, n, cpus, tid in calls if side == 0 and n > 0]
+    assert len(main_cpus) == 1
+    [main_cpus] = main_cpus
+    assert len(main_cpus) == 1 and worker_cpus == allowed - main_cpus
+    assert os.sched_getaffinity(0) == allowed
+    assert os.sched_getaffinity(worker_id) == allowed  # the pool thread, free again
 
 
 def test_no_worker_to_pass_the_token_means_no_measurement(monkeypatch):
