@@ -213,16 +213,17 @@ def _plain_float_matrix(X):
     )
 
 
-def _finite_sum(array):
-    """Whether ``array`` passes the first test of scikit-learn's finiteness check (or finiteness is assumed).
+def _all_finite(array):
+    """Whether every value of the non-empty ``array`` is finite (or finiteness is assumed).
 
-    A finite sum means every value is finite; a sum that overflows says
-    nothing, and the caller then takes scikit-learn's full check.
+    They are when the largest and the smallest are: NaN propagates through
+    ``max``. The two reductions take 0.6 ms on 50,000 x 100 float32 values,
+    where the sum that scikit-learn's own check starts with takes 0.85 ms
+    (and says nothing when it overflows).
     """
     if get_config()["assume_finite"]:
         return True
-    with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(array.sum()))
+    return bool(np.isfinite(array.max()) and np.isfinite(array.min()))
 
 
 def _fitted_label_binarizer(y):
@@ -879,18 +880,17 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         """``validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)``, with a fast path.
 
         A float32 or float64 ndarray with rows, the fitted number of
-        columns and a finite sum (the first test of scikit-learn's own
-        finiteness check), given to an estimator fitted without feature
-        names, passes every check of ``validate_data`` unchanged; it is
-        returned as is, in a quarter of the time (90 -> 22 us on 1797 x
-        64). Anything else, including a sum that overflows, goes through
-        ``validate_data`` and gets its conversions, warnings and errors.
+        columns and finite values, given to an estimator fitted without
+        feature names, passes every check of ``validate_data`` unchanged;
+        it is returned as is, in a quarter of the time (90 -> 22 us on 1797
+        x 64). Anything else goes through ``validate_data`` and gets its
+        conversions, warnings and errors.
         """
         if (
             _plain_float_matrix(X)
             and X.shape[1] == getattr(self, "n_features_in_", None)
             and not hasattr(self, "feature_names_in_")
-            and _finite_sum(X)
+            and _all_finite(X)
         ):
             return X
         return validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
@@ -902,8 +902,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         multi_output=True, dtype=(np.float64, np.float32), reset=reset,
         **check_params)``. As for :meth:`_validate_prediction_input`: a
         float32 or float64 ndarray X with rows and columns (the fitted
-        number of them unless ``reset``) and a finite sum, with an ndarray y
-        of floats of finite sum or of integers, 1-D or 2-D and as long as X,
+        number of them unless ``reset``) and finite values, with an ndarray
+        y of finite floats or of integers, 1-D or 2-D and as long as X,
         given to an estimator without feature names, passes every check
         unchanged; it is returned as is, with ``n_features_in_`` set when
         ``reset`` (20_000 x 20 with float y: 190 -> 80 us).
@@ -916,8 +916,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             and y.shape[:1] == X.shape[:1]
             and (y.ndim == 1 or (y.ndim == 2 and y.shape[1] > 0))
             and y.dtype.kind in "fiu"
-            and _finite_sum(X)
-            and (y.dtype.kind != "f" or _finite_sum(y))
+            and _all_finite(X)
+            and (y.dtype.kind != "f" or _all_finite(y))
         ):
             if reset:
                 self.n_features_in_ = X.shape[1]

@@ -234,6 +234,7 @@ BAD_CALLS = [
     Bad("X-minus-inf", lambda e, X, y: e.fit(with_value(X, (0, 0), -np.inf), y)),
     Bad("y-nan", lambda e, X, y: e.fit(X, with_value(y, 2, np.nan))),
     Bad("y-inf", lambda e, X, y: e.fit(X, with_value(y, 2, np.inf))),
+    Bad("y-minus-inf", lambda e, X, y: e.fit(X, with_value(y, 2, -np.inf))),
     Bad("sample_weight-nan", lambda e, X, y: e.fit(X, y, sample_weight=_sw(X, 4, np.nan))),
     Bad("sample_weight-inf", lambda e, X, y: e.fit(X, y, sample_weight=_sw(X, 4, np.inf))),
     # shapes and types
@@ -280,6 +281,7 @@ BAD_CALLS = [
     # prediction
     Bad("predict-n_features", lambda e, X, y: e.predict(X[:, :3]), fitted_only=True),
     Bad("predict-nan", lambda e, X, y: e.predict(with_value(X, (0, 0), np.nan)), fitted_only=True),
+    Bad("predict-minus-inf", lambda e, X, y: e.predict(with_value(X, (2, 1), -np.inf)), fitted_only=True),
     Bad("predict-empty", lambda e, X, y: e.predict(X[:0]), fitted_only=True),
     Bad("predict_proba-n_features", lambda e, X, y: e.predict_proba(X[:, :3]),
         kinds=("MLPClassifier",), fitted_only=True),
