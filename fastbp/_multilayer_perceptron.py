@@ -58,6 +58,10 @@ _STOPPING_STATE = (
 )
 # The network and its views: restored by reference, with the weights copied back.
 _LIVE_STATE = ("_network", "coefs_", "intercepts_")
+# Lists a fit only appends to (or replaces): restored by reference, cut back to
+# their length before the call, as a copy of them costs as much as the call
+# after thousands of partial_fit calls.
+_CURVE_STATE = ("loss_curve_", "validation_scores_", "validation_loss_curve_")
 # scikit-learn's callback machinery keeps its own state on the estimator.
 _CALLBACK_STATE_PREFIXES = ("_skl_callbacks", "_callback_fit_ctx", "_parent_callback_ctx")
 # Attributes an epoch changes (with the weights and the optimizer state).
@@ -448,14 +452,17 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         """Copies of the fitted state a fit may change, for :meth:`_restore_state`.
 
         Constructor parameters and scikit-learn's callback bookkeeping are
-        not fitted state: they stay the user's objects, untouched.
+        not fitted state: they stay the user's objects, untouched. The
+        curves (:data:`_CURVE_STATE`) are kept with their lengths, not
+        copied.
         """
         network = getattr(self, "_network", None)
+        values = {k: v for k, v in self.__dict__.items() if self._is_fitted_state(k)}
+        curves = {k: values.pop(k) for k in _CURVE_STATE if type(values.get(k)) is list}
         return {
             "live": {k: self.__dict__[k] for k in _LIVE_STATE if k in self.__dict__},
-            "values": copy.deepcopy(
-                {k: v for k, v in self.__dict__.items() if self._is_fitted_state(k)}
-            ),
+            "curves": {k: (curve, len(curve)) for k, curve in curves.items()},
+            "values": copy.deepcopy(values),
             "params": None if network is None else network.params.copy(),
         }
 
@@ -473,6 +480,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             del self.__dict__[name]
         self.__dict__.update(saved["live"])
         self.__dict__.update(saved["values"])
+        for name, (curve, length) in saved["curves"].items():
+            del curve[length:]
+            self.__dict__[name] = curve
         if saved["params"] is not None:
             self._network.params[:] = saved["params"]
 
