@@ -454,14 +454,18 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         Constructor parameters and scikit-learn's callback bookkeeping are
         not fitted state: they stay the user's objects, untouched. The
         curves (:data:`_CURVE_STATE`) are kept with their lengths, not
-        copied.
+        copied, and random generators as their states (a deep copy of a
+        ``RandomState`` took 250 us, a quarter of a 32-row partial_fit call;
+        its state, 32 us).
         """
         network = getattr(self, "_network", None)
         values = {k: v for k, v in self.__dict__.items() if self._is_fitted_state(k)}
         curves = {k: values.pop(k) for k in _CURVE_STATE if type(values.get(k)) is list}
+        generators = [k for k, v in values.items() if type(v) is np.random.RandomState]
         return {
             "live": {k: self.__dict__[k] for k in _LIVE_STATE if k in self.__dict__},
             "curves": {k: (curve, len(curve)) for k, curve in curves.items()},
+            "generators": {k: values.pop(k).get_state() for k in generators},
             "values": copy.deepcopy(values),
             "params": None if network is None else network.params.copy(),
         }
@@ -483,6 +487,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         for name, (curve, length) in saved["curves"].items():
             del curve[length:]
             self.__dict__[name] = curve
+        for name, state in saved["generators"].items():  # a copy, as deepcopy would give
+            generator = np.random.RandomState()
+            generator.set_state(state)
+            self.__dict__[name] = generator
         if saved["params"] is not None:
             self._network.params[:] = saved["params"]
 
