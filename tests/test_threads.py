@@ -275,10 +275,8 @@ def test_the_hand_off_is_timed_between_two_cpus_which_both_threads_get_back(monk
 
     monkeypatch.setattr(kernels, "pass_token", recording)
     assert _threads.handoff_seconds() is not None
-    main_cpus = {frozenset(cpus) for side, _, cpus, _ in calls if side == 1}
+    [main_cpus] = {frozenset(cpus) for side, _, cpus, _ in calls if side == 1}  # one set throughout
     [(worker_cpus, worker_id)] = [(cpus, tid) for side, n, cpus, tid in calls if side == 0 and n > 0]
-    assert len(main_cpus) == 1
-    [main_cpus] = main_cpus
     assert len(main_cpus) == 1 and worker_cpus == allowed - main_cpus
     assert os.sched_getaffinity(0) == allowed
     assert os.sched_getaffinity(worker_id) == allowed  # the pool thread, free again
