@@ -641,6 +641,25 @@ def test_label_binarizer_is_fitted_as_sklearn_fits_it(y):
             assert vars(got)[name] == value, name
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, "largest"])
+@pytest.mark.parametrize("where", [(0, 0), (17, 3), (-1, -1)])
+def test_finiteness_is_decided_right_for_every_layout(dtype, layout, value, where):
+    """The finiteness check finds NaN and infinities anywhere, and passes finite values whose squares overflow.
+
+    Contiguous arrays are first checked by the sum of their squares (a dot
+    product); that sum overflows for the largest finite values, which must
+    still pass.
+    """
+    X = np.random.default_rng(0).normal(size=(40, 2 * 6)).astype(dtype)
+    X[where[0], 2 * where[1]] = np.finfo(dtype).max if value == "largest" else value
+    X = {"C": X[:, ::2].copy(), "F": np.asfortranarray(X[:, ::2]), "strided": X[:, ::2]}[layout]
+    assert X.flags.c_contiguous == (layout == "C") and X.flags.f_contiguous == (layout == "F")
+    assert mlp_module._all_finite(X) is (value == "largest")
+    assert mlp_module._all_finite(np.ones_like(X)) is True
+
+
 @pytest.mark.parametrize("n_rows", [1, 2, 7, 1797])
 @pytest.mark.parametrize("seed", [0, 1, 12345])
 def test_epoch_shuffle_draws_as_sklearn_shuffle(n_rows, seed):
