@@ -218,24 +218,18 @@ def _plain_float_matrix(X):
 
 
 def _all_finite(array):
-    """Whether every value of the non-empty float ``array`` is finite (or finiteness is assumed).
+    """Whether every value of the non-empty ``array`` is finite (or finiteness is assumed).
 
-    A contiguous array's values are when the sum of their squares, one BLAS
-    dot product, is: NaN and an infinity survive squaring and adding
-    non-negative terms. When that sum is not finite, or the array is not
-    contiguous, the values are finite when the largest and the smallest
-    are (NaN propagates through ``max``), which also settles a sum that
-    overflowed. On 50,000 x 100 float32 values the dot product takes 0.36
-    ms, the two reductions 0.67 ms and the sum that scikit-learn's own
-    check starts with 0.87 ms.
+    They are when the largest and the smallest are: NaN propagates through
+    ``max``. The two reductions take 0.6 ms on 50,000 x 100 float32 values,
+    where the sum that scikit-learn's own check starts with takes 0.85 ms
+    (and says nothing when it overflows). A BLAS dot product of the values
+    with themselves takes 0.36 ms but leaves NumPy's BLAS threads spinning
+    for about 0.1 s on the cores the fit then needs: digits' fit took 86 ms
+    after it instead of 46 ms.
     """
     if get_config()["assume_finite"]:
         return True
-    if array.flags.c_contiguous or array.flags.f_contiguous:
-        values = array.ravel(order="K")
-        with np.errstate(over="ignore", invalid="ignore"):  # the cases settled below
-            if np.isfinite(np.dot(values, values)):
-                return True
     return bool(np.isfinite(array.max()) and np.isfinite(array.min()))
 
 

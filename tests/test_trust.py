@@ -646,11 +646,10 @@ def test_label_binarizer_is_fitted_as_sklearn_fits_it(y):
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, "largest"])
 @pytest.mark.parametrize("where", [(0, 0), (17, 3), (-1, -1)])
 def test_finiteness_is_decided_right_for_every_layout(dtype, layout, value, where):
-    """The finiteness check finds NaN and infinities anywhere, and passes finite values whose squares overflow.
+    """The finiteness check finds NaN and infinities anywhere in any layout, and passes the largest finite values.
 
-    Contiguous arrays are first checked by the sum of their squares (a dot
-    product); that sum overflows for the largest finite values, which must
-    still pass.
+    (A sum, or a sum of squares, of the largest finite values overflows: a
+    check built on one must still pass them.)
     """
     X = np.random.default_rng(0).normal(size=(40, 2 * 6)).astype(dtype)
     X[where[0], 2 * where[1]] = np.finfo(dtype).max if value == "largest" else value
