@@ -357,10 +357,7 @@ def _tanh_each(x):
     """The kernels' tanh of each item of a float32 or float64 vector."""
     out = np.empty_like(x)
     for k in range(x.shape[0]):
-        if x.itemsize == 4:
-            out[k] = K.activations.tanh_float32(np.float32(x[k]))
-        else:
-            out[k] = K.activations.tanh_float64(np.float64(x[k]))
+        out[k] = K.activations.tanh_float64(np.float64(x[k]))  # rounded once into a float32 out
     return out
 
 
