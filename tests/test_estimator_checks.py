@@ -63,8 +63,8 @@ EXTRA_PARAMS = {
 }
 # ... keyword arguments appended to fit (the names HistGradientBoosting uses) ...
 EXTRA_FIT_ARGS = ["X_val", "y_val", "sample_weight_val"]
-# ... and scikit-learn's callback API.
-EXTRA_METHODS = {"set_callbacks"}
+# ... and scikit-learn's callback API (scikit-learn >= 1.9).
+EXTRA_METHODS = {"set_callbacks"} if hasattr(MLPClassifier, "set_callbacks") else set()
 
 
 def without_extras(ours, mapping):

@@ -48,6 +48,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
 import fastbp
+from reference import STRING_LABELS_WITH_EARLY_STOPPING
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -928,7 +929,7 @@ def test_early_stopping_split_is_stratified():
     y = [0, 0, 0, 1]
     raises_like_sklearn(
         ValueError,
-        r"The least populated classes in y have only 1 member.*Classes with too few members are: \['True'\]",
+        r"The least populated class(es in y have| in y has) only 1 member",
         lambda api: build(api, "MLPClassifier", early_stopping=True).fit(X, y),
     )
 
@@ -1140,6 +1141,8 @@ def test_string_labels(labels, early_stopping):
     X, y = make_data("MLPClassifier", n_samples=45, n_classes=len(labels))
     y_str = np.array(labels, dtype=object)[y]
     est = build("fastbp", "MLPClassifier", early_stopping=early_stopping, max_iter=8).fit(X, y_str)
+    if early_stopping and not STRING_LABELS_WITH_EARLY_STOPPING:
+        pytest.skip("scikit-learn's MLPClassifier raises TypeError here (scikit-learn#33760)")
     theirs = build("sklearn", "MLPClassifier", early_stopping=early_stopping, max_iter=8).fit(X, y_str)
     assert_array_equal(est.classes_, sorted(labels))
     pred = est.predict(X)
