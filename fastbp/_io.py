@@ -763,6 +763,9 @@ class _Decoder:
         if expected is None or type(value) is not expected:
             raise self._bad(path, f"scalar of dtype {dtype} with value {value!r}")
         try:
+            if dtype.kind in "iu" and not np.iinfo(dtype).min <= value <= np.iinfo(dtype).max:
+                # NumPy 1.x wraps such a value around with only a warning
+                raise OverflowError(f"Python integer {value} out of bounds for {dtype}")
             return dtype.type(value)
         except (OverflowError, ValueError) as exc:
             raise self._bad(path, f"scalar {value!r} of dtype {dtype} ({exc})") from exc
