@@ -177,7 +177,8 @@ def test_predict_csv_matches_the_loaded_model(workdir, csv_run):
     assert list(predictions.columns) == ["prediction", "proba_bird", "proba_cat", "proba_dog"]
     assert len(predictions) == 80
     model = _load(workdir / "out/animals.fbp")
-    X = pd.read_csv(workdir / "animals.csv", **cli.csv_float_options())[FEATURES]  # the target column is ignored by the CLI
+    # the target column is ignored by the CLI
+    X = pd.read_csv(workdir / "animals.csv", **cli.csv_float_options())[FEATURES]
     np.testing.assert_array_equal(predictions["prediction"].to_numpy(), model.predict(X))
     np.testing.assert_array_equal(predictions.iloc[:, 1:].to_numpy(), model.predict_proba(X))
 
@@ -187,8 +188,8 @@ def test_text_tables_are_read_to_the_nearest_double(tmp_path, fmt):
     """Every float written with 17 digits reads back bitwise (pandas 2's default parser is off by an ulp for a third)."""
     values = np.random.RandomState(0).standard_normal((2000, 3)) * 10.0 ** np.arange(-3, 6, 3)
     path = tmp_path / f"table.{fmt}"
-    np.savetxt(path, values, fmt="%.17g", delimiter="\t" if fmt == "tsv" else ",", header="a,b,c".replace(
-        ",", "\t" if fmt == "tsv" else ","), comments="")
+    separator = "\t" if fmt == "tsv" else ","
+    np.savetxt(path, values, fmt="%.17g", delimiter=separator, header=separator.join("abc"), comments="")
     np.testing.assert_array_equal(cli._read_frame(path, fmt).to_numpy(), values)
 
 
