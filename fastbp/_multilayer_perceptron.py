@@ -373,11 +373,18 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         """The network whose flat buffer ``coefs_`` / ``intercepts_`` view.
 
         When the user replaced those lists or their arrays (they are then no
-        longer views of one buffer), their values are copied into a new
-        network and ``coefs_`` / ``intercepts_`` become its views.
+        longer views of one buffer), or changed ``activation``, ``loss`` or
+        ``out_activation_`` since the network was built, the weights' values
+        are copied into a new network and ``coefs_`` / ``intercepts_`` become
+        its views.
         """
         network = getattr(self, "_network", None)
-        if network is not None and network.owns(self.coefs_, self.intercepts_):
+        if (
+            network is not None
+            and network.owns(self.coefs_, self.intercepts_)
+            and network.activations == (self.activation,) * (network.n_layers - 1) + (self.out_activation_,)
+            and network.loss == self._kernel_loss()[0]
+        ):
             return network
         coefs = [np.asarray(c) for c in self.coefs_]
         intercepts = [np.asarray(b) for b in self.intercepts_]

@@ -868,6 +868,26 @@ def test_warm_start_early_stopping_without_new_best(solver, task):
     assert_parity(sk, fb, [X, X_test])
 
 
+@pytest.mark.parametrize("task", ["regression", "multiclass"])
+def test_activation_changed_after_fit_is_used_as_scikit_learn_uses_it(task):
+    """set_params(activation=...) after a fit acts on the next predict and warm fit."""
+    X, y, X_test = make_data(task)
+    sk, fb, _ = fit_both(task, base_params(task, solver="adam", max_iter=5, warm_start=True), X, y)
+    for est in (sk, fb):
+        est.set_params(activation="logistic")
+    assert_same_predictions(sk, fb, [X, X_test])
+    call_both(sk, fb, "fit", X, y)
+    assert_parity(sk, fb, [X, X_test])
+
+
+def test_output_activation_set_after_fit_is_used_as_scikit_learn_uses_it():
+    X, y, X_test = make_data("regression")
+    sk, fb, _ = fit_both("regression", base_params("regression", max_iter=5), X, y)
+    for est in (sk, fb):
+        est.out_activation_ = "logistic"
+    assert_same_predictions(sk, fb, [X, X_test])
+
+
 def test_warm_start_early_stopping_state_resets_on_each_fit():
     """A warm refit on new labels must not stop at once and restore the old weights."""
     rng = np.random.RandomState(4)
