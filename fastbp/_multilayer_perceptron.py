@@ -145,6 +145,17 @@ def _shuffled(sample_idx, random_state):
     return sample_idx[permutation]
 
 
+def _check_batch_weights(weights, order, batch_size):
+    """Raise scikit-learn's error (NumPy's ``average``) when a mini-batch's sample weights sum to zero.
+
+    ``weights`` is the per-row weight array and ``order`` the epoch's rows;
+    the mini-batches are consecutive runs of ``batch_size`` rows of it.
+    """
+    sums = np.add.reduceat(weights[order], np.arange(0, order.shape[0], batch_size))
+    if not sums.all():
+        raise ZeroDivisionError("Weights sum to zero, can't be normalized")
+
+
 class _EpochCallbacks:
     """``sklearn.callback`` hooks around a fit and its epochs; no-ops without callbacks.
 
@@ -682,6 +693,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         work = EpochWorkspace(network, batch_size, sparse=X_input.sparse)
         _, loss_scale = self._kernel_loss()
         callbacks = _EpochCallbacks(self, X, y, incremental)
+        # only then can a mini-batch's weights sum to zero
+        nonpositive_weights = sample_weight is not None and not (weights > 0).all()
 
         self.n_iter_ = 0
         checkpoint = None
@@ -692,6 +705,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     if self.shuffle:
                         sample_idx = _shuffled(sample_idx, self._random_state)
                     order = sample_idx if train_rows is None else train_rows[sample_idx]
+                    if nonpositive_weights:
+                        _check_batch_weights(weights, order, batch_size)
                     callbacks.epoch_begins()
                     loss_sum = run_epoch(
                         network, X_input, Y, weights, np.ascontiguousarray(order, dtype=np.int64),

@@ -1039,6 +1039,22 @@ def test_negative_sample_weight_as_sklearn(solver):
     assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+@pytest.mark.parametrize("shuffle,batch_size,weights", [
+    (False, 1, np.r_[np.ones(5), 0.0, np.ones(24)]),  # one row of weight zero, alone in its batch
+    (False, 2, np.r_[1.0, -1.0, np.ones(28)]),  # weights that cancel
+    (True, 3, np.r_[np.zeros(20), np.ones(10)]),  # the shuffle brings three zeros together
+])
+def test_mini_batch_weights_summing_to_zero_raise_as_sklearn(method, shuffle, batch_size, weights):
+    X, y = make_data("MLPRegressor")
+    raises_like_sklearn(
+        ZeroDivisionError,
+        "Weights sum to zero",
+        lambda api: getattr(build(api, "MLPRegressor", shuffle=shuffle, batch_size=batch_size, max_iter=5),
+                            method)(X, y, sample_weight=weights),
+    )
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_column_vector_y_warns_as_sklearn(kind):
     X, y = make_data(kind)
