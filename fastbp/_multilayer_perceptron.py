@@ -12,6 +12,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.optimize
+import scipy.sparse as sp
 from sklearn import get_config
 from sklearn.base import (
     BaseEstimator,
@@ -1290,6 +1291,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         """
         binarizer = self._label_binarizer
         classes = binarizer.classes_
+        if sp.issparse(y):  # a multilabel indicator matrix
+            return binarizer.transform(y).astype(bool)
         y = np.asarray(y)
         if (
             y.ndim == 1

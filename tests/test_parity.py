@@ -868,6 +868,23 @@ def test_warm_start_early_stopping_without_new_best(solver, task):
     assert_parity(sk, fb, [X, X_test])
 
 
+@pytest.mark.parametrize("solver", ["adam", "sgd-constant", "lbfgs"])
+def test_sparse_multilabel_targets(solver):
+    """A CSR indicator matrix as y trains as its dense twin; predict returns CSR, as scikit-learn's does."""
+    X, y, X_test = make_data("multilabel")
+    Y = sp.csr_matrix(y)
+    params = base_params("multilabel", **({"solver": "lbfgs"} if solver == "lbfgs" else SOLVERS[solver]))
+    sk, fb, _ = fit_both("multilabel", params, X, Y)
+    assert_same_state(sk, fb)
+    for rows in (X, X_test):
+        p_sk, p_fb = sk.predict(rows), fb.predict(rows)
+        assert sp.issparse(p_fb) and p_fb.format == p_sk.format and p_fb.dtype == p_sk.dtype
+        np.testing.assert_array_equal(p_fb.toarray(), p_sk.toarray())
+        _allclose(fb.predict_proba(rows), sk.predict_proba(rows), RTOL, ATOL, "predict_proba")
+    dense = FbMLPClassifier(**params).fit(X, y)
+    np.testing.assert_array_equal(np.concatenate(dense.coefs_, axis=None), np.concatenate(fb.coefs_, axis=None))
+
+
 @pytest.mark.parametrize("task", ["regression", "multiclass"])
 def test_activation_changed_after_fit_is_used_as_scikit_learn_uses_it(task):
     """set_params(activation=...) after a fit acts on the next predict and warm fit."""
