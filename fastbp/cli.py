@@ -629,9 +629,18 @@ def read_dataset(path_text, *, target=None, need_target=True, model=None):
     df = _read_frame(path, fmt)
     columns = list(df.columns)
     if need_target:
-        if target is None:
-            extra = [c for c in columns if model_names is not None and c not in model_names]
-            target = extra[0] if len(extra) == 1 else columns[-1]
+        if target is None and model_names is not None:
+            # the one column that is not a feature of the model, else the last such column
+            extra = [c for c in columns if c not in model_names]
+            if len(extra) == 1 or (extra and columns[-1] in extra):
+                target = extra[0] if len(extra) == 1 else columns[-1]
+            else:
+                found = (f"columns {', '.join(map(repr, extra))} are not" if extra
+                         else "every column is one of")
+                raise CLIError(EXIT_DATA, f"which column of {path} is the target? {found} the "
+                                          f"model's features; pass --target NAME")
+        elif target is None:
+            target = columns[-1]
         if target not in columns:
             hint = difflib.get_close_matches(target, columns, n=1)
             raise CLIError(EXIT_DATA, f"target column {target!r} not found in {path}"
@@ -713,6 +722,8 @@ def _read_config(path_text):
         raise CLIError(EXIT_INPUT, f"config file {path} must end in .json or .toml")
     if not isinstance(config, dict):
         raise CLIError(EXIT_INPUT, f"config file {path} must hold a table/object of parameters")
+    if "fastbp_version" in config and isinstance(config.get("parameters"), dict):
+        return config["parameters"]  # the metrics JSON of a fastbp train run
     return config
 
 

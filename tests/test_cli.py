@@ -151,6 +151,16 @@ def test_config_and_flags_reach_the_estimator(workdir, csv_run):
     assert metrics["loss_curve_"] == pytest.approx(model.loss_curve_, rel=0, abs=0)
 
 
+def test_metrics_json_passed_back_as_config_trains_the_same_model(workdir, csv_run):
+    result = run_cli("train", "animals.csv", "--config", "out/animals.json", "--model-out", "out/again.fbp",
+                     cwd=workdir)
+    _check_ok(result)
+    first, again = _load(workdir / "out/animals.fbp"), _load(workdir / "out/again.fbp")
+    assert again.get_params() == first.get_params()
+    for ours, theirs in zip(again.coefs_ + again.intercepts_, first.coefs_ + first.intercepts_):
+        np.testing.assert_array_equal(ours, theirs)
+
+
 def test_progress_bar_reports_epochs(workdir, csv_run):
     metrics = json.loads((workdir / "out/animals.json").read_text())
     n_iter = metrics["n_iter_"]
@@ -283,6 +293,9 @@ ERROR_CASES = {
     "npz without y": (["train", "noy.npz"], 4, "no target array 'y'"),
     "missing feature columns": (["predict", "out/animals.fbp", "colors.csv", "--out", "p.csv"], 4,
                                 "lacks feature columns the model was trained on: 'x2', 'x3'"),
+    "no target column to evaluate": (["evaluate", "out/animals.fbp", "features.csv"], 4,
+                                     "which column of features.csv is the target? every column is one of "
+                                     "the model's features"),
     "missing model file": (["predict", "nope.fbp", "animals.csv", "--out", "p.csv"], 5,
                            "model file not found"),
     "corrupt model file": (["evaluate", "garbage.fbp", "animals.csv"], 5,
@@ -325,6 +338,7 @@ def bad_files(workdir, csv_run, npz_run):
     (workdir / "truncated.fbp").write_bytes(model_bytes[: len(model_bytes) // 2])
     (workdir / "data.parquet").write_bytes(b"PAR1 not really")
     (workdir / "bad.json").write_text("{not json")
+    pd.read_csv(workdir / "animals.csv")[FEATURES].to_csv(workdir / "features.csv", index=False)
     return workdir
 
 
