@@ -148,8 +148,7 @@ def plot_validation_curve(estimator, ax=None, **kwargs):
     epochs = np.arange(1, scores.shape[0] + 1)
     kwargs.setdefault("label", "validation score")
     (line,) = ax.plot(epochs, scores, **kwargs)
-    # The first epoch reaching the maximum is the one whose weights were kept.
-    best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else 0
+    best = _restored_epoch(estimator, scores)
     ax.plot(
         epochs[best], scores[best], "o", color=line.get_color(),
         label=_best_label(kwargs["label"], epochs[best]),
@@ -158,6 +157,23 @@ def plot_validation_curve(estimator, ax=None, **kwargs):
     ax.set_ylabel("validation accuracy" if is_classifier(estimator) else "validation $R^2$")
     ax.set_title("Validation score")
     return ax
+
+
+def _restored_epoch(estimator, scores):
+    """Index in ``scores`` of the epoch whose weights early stopping kept.
+
+    The first best epoch by the metric early stopping watched (fastbp's
+    ``early_stopping_metric``: the score, or the validation loss), among the
+    epochs of the last fit: fastbp starts the search afresh at every fit,
+    scikit-learn's estimators carry it over warm starts.
+    """
+    if getattr(estimator, "early_stopping_metric", "score") == "loss":
+        watched = -np.asarray(estimator.validation_loss_curve_, dtype=float)
+    else:
+        watched = scores
+    first = watched.shape[0] - estimator.n_iter_ if hasattr(estimator, "early_stopping_metric") else 0
+    last_fit = watched[first:]
+    return first + (int(np.nanargmax(last_fit)) if np.isfinite(last_fit).any() else 0)
 
 
 def _best_label(label, epoch):

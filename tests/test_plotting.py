@@ -40,10 +40,10 @@ def close_figures():
     plt.close("all")
 
 
-def _fit(model, X, y):
+def _fit(model, X, y, **fit_params):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return model.fit(X, y)
+        return model.fit(X, y, **fit_params)
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +129,44 @@ def test_plot_validation_curve_draws_scores_and_best_epoch(clf_early_stopping):
     assert best.get_ydata()[0] == model.best_validation_score_
     assert ax.get_ylabel() == "validation accuracy"
     assert best.get_label() == f"validation score: best (epoch {k + 1})"
+
+
+@pytest.fixture(scope="module")
+def digits_split():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    return X[:1200], y[:1200], X[1200:], y[1200:]
+
+
+def test_best_epoch_marker_is_the_restored_epoch_with_the_loss_metric(digits_split):
+    """With early_stopping_metric="loss" the kept weights are those of the lowest validation loss."""
+    Xt, yt, Xv, yv = digits_split
+    model = _fit(MLPClassifier((64,), max_iter=200, early_stopping=True, early_stopping_metric="loss",
+                               n_iter_no_change=5, learning_rate_init=0.01, random_state=1),
+                 Xt, yt, X_val=Xv, y_val=yv)
+    losses, scores = np.asarray(model.validation_loss_curve_), np.asarray(model.validation_scores_)
+    assert np.argmin(losses) != np.argmax(scores)  # precondition: the two metrics disagree
+    best = plot_validation_curve(model).lines[-1]
+    epoch = int(best.get_xdata()[0])
+    assert losses[epoch - 1] == model.best_validation_loss_
+    assert best.get_ydata()[0] == model.best_validation_score_ == model.score(Xv, yv)
+
+
+def test_best_epoch_marker_is_in_the_last_warm_fit(digits_split):
+    """fastbp restores the best epoch of the last fit, even when an earlier fit scored higher."""
+    Xt, yt, Xv, yv = digits_split
+    model = MLPClassifier((32,), max_iter=40, early_stopping=True, n_iter_no_change=3,
+                          learning_rate_init=0.01, warm_start=True, random_state=0)
+    _fit(model, Xt[:600], yt[:600], X_val=Xv, y_val=yv)
+    n_first = len(model.validation_scores_)
+    _fit(model.set_params(learning_rate_init=0.3), Xt[:600], yt[:600], X_val=Xv, y_val=yv)
+    scores = np.asarray(model.validation_scores_)
+    assert scores[:n_first].max() > scores[n_first:].max()  # precondition
+    best = plot_validation_curve(model).lines[-1]
+    assert best.get_xdata()[0] > n_first
+    assert best.get_ydata()[0] == model.best_validation_score_ == model.score(Xv, yv)
 
 
 def test_plot_validation_curve_of_regressor(regression):
