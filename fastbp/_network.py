@@ -428,26 +428,30 @@ class Network:
         intercepts : list of array-like of shape (fan_out,), default=None
             One intercept vector per layer; None sets them to zero.
         """
+        # every shape is checked before anything is copied: a failed call changes nothing
+        coefs = [np.asarray(coef, dtype=self.dtype) for coef in coefs]
         if len(coefs) != self.n_layers:
             raise ValueError(f"Expected {self.n_layers} weight matrices, got {len(coefs)}.")
         for l, coef in enumerate(coefs):
-            coef = np.asarray(coef)
             if coef.shape != self.coefs[l].shape:
                 raise ValueError(
                     f"Weight matrix {l} has shape {coef.shape}, expected {self.coefs[l].shape}."
                 )
-            self.coefs[l][...] = coef
-        for l in range(self.n_layers):
-            if intercepts is None:
-                self.intercepts[l][...] = 0
-                continue
-            intercept = np.asarray(intercepts[l])
-            if intercept.shape != self.intercepts[l].shape:
+        if intercepts is not None:
+            intercepts = [np.asarray(intercept, dtype=self.dtype) for intercept in intercepts]
+            if len(intercepts) != self.n_layers:
                 raise ValueError(
-                    f"Intercept {l} has shape {intercept.shape}, expected "
-                    f"{self.intercepts[l].shape}."
+                    f"Expected {self.n_layers} intercept vectors, got {len(intercepts)}."
                 )
-            self.intercepts[l][...] = intercept
+            for l, intercept in enumerate(intercepts):
+                if intercept.shape != self.intercepts[l].shape:
+                    raise ValueError(
+                        f"Intercept {l} has shape {intercept.shape}, expected "
+                        f"{self.intercepts[l].shape}."
+                    )
+        for l in range(self.n_layers):
+            self.coefs[l][...] = coefs[l]
+            self.intercepts[l][...] = 0 if intercepts is None else intercepts[l]
 
     def copy(self, dtype=None):
         """Return an independent copy of the network, optionally in another dtype."""

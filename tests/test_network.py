@@ -298,6 +298,22 @@ def test_network_rejects_bad_configurations():
         net.loss_and_gradient(np.zeros((4, 2)), np.zeros((3, 1)))
 
 
+@pytest.mark.parametrize("coefs,intercepts,message", [
+    ([np.ones((2, 3)), np.ones((2, 1))], None, "Weight matrix 1 has shape"),
+    ([np.ones((2, 3)), np.ones((3, 1))], [np.ones(3), np.ones(2)], "Intercept 1 has shape"),
+    ([np.ones((2, 3)), np.ones((3, 1))], [np.ones(3)], "Expected 2 intercept vectors, got 1"),
+    ([np.ones((2, 3))], None, "Expected 2 weight matrices, got 1"),
+    ([np.ones((2, 3)), [["a"], ["b"], ["c"]]], None, "could not convert"),
+])
+def test_failed_set_weights_changes_nothing(coefs, intercepts, message):
+    net = Network((2, 3, 1))
+    net.init_weights(random_state=0)
+    before = net.params.copy()
+    with pytest.raises(ValueError, match=message):
+        net.set_weights(coefs, intercepts)
+    np.testing.assert_array_equal(net.params, before)
+
+
 def test_public_names():
     assert fastbp.Network is Network
     assert callable(fastbp.check_gradients)
