@@ -83,6 +83,7 @@ trustworthy as its source -- but even a crafted file can only produce values
 of the types above, never run code.
 """
 
+import contextlib
 import hashlib
 import inspect
 import io
@@ -91,6 +92,7 @@ import math
 import os
 import platform
 import re
+import secrets
 import warnings
 import zipfile
 import zlib
@@ -478,7 +480,9 @@ def save(model, path):
     model : MLPClassifier, MLPRegressor or Network
         The model, fitted or not. The model is not modified.
     path : str, path-like or binary file object
-        Where to write. An existing file is replaced.
+        Where to write. An existing file is replaced once the new one is
+        complete (written beside it, then moved over it): a failed write
+        leaves it as it was.
 
     Raises
     ------
@@ -516,12 +520,28 @@ def save(model, path):
     }
     header["header_sha256"] = hashlib.sha256(_canonical(header)).hexdigest()
     header_bytes = json.dumps(header, indent=1, ensure_ascii=True, allow_nan=False).encode("ascii")
-    # everything is encoded before the file is opened: a failure leaves no partial file
+    # everything is encoded before the file is opened, and a path gets a
+    # complete file or none: a failed write leaves an existing file as it was
     if isinstance(path, (str, os.PathLike)):
-        with open(path, "wb") as f:
-            _write_zip(f, header_bytes, encoder.members)
+        _write_replacing(os.path.realpath(path), header_bytes, encoder.members)
     else:
         _write_zip(path, header_bytes, encoder.members)
+
+
+def _write_replacing(path, header_bytes, members):
+    """Write the archive to a new file beside ``path``, then move it over ``path`` in one step."""
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # mode 0o666 as open() would give, less the umask
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _write_zip(f, header_bytes, members)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
 
 
 def _write_zip(f, header_bytes, members):

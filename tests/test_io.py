@@ -285,6 +285,37 @@ def test_save_leaves_model_unchanged_and_is_deterministic(tmp_path):
     assert (tmp_path / "a.fbp").read_bytes() == (tmp_path / "b.fbp").read_bytes()
 
 
+def test_failed_save_leaves_the_existing_file_as_it_was(tmp_path, monkeypatch):
+    """A write that fails midway (a full disk) replaces nothing and leaves no stray file."""
+    model, X, _ = make_model("multiclass")
+    path = tmp_path / "model.fbp"
+    save(model, path)
+    before = path.read_bytes()
+    import fastbp._io
+
+    def disk_full(f, header_bytes, members):
+        f.write(b"PK partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fastbp._io, "_write_zip", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save(model, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fbp"]
+
+
+def test_saved_file_has_the_permissions_open_gives_and_a_link_is_followed(tmp_path):
+    model, X, _ = make_model("binary")
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    save(model, tmp_path / "model.fbp")
+    assert (tmp_path / "model.fbp").stat().st_mode == plain.stat().st_mode
+    (tmp_path / "link.fbp").symlink_to(tmp_path / "model.fbp")
+    save(model, tmp_path / "link.fbp")
+    assert (tmp_path / "link.fbp").is_symlink()
+    assert_array_equal(load(tmp_path / "link.fbp").predict(X), model.predict(X))
+
+
 # ---------------------------------------------------------------------------
 # The file
 # ---------------------------------------------------------------------------
