@@ -9,7 +9,9 @@ hand it arrays already checked and converted.
 """
 
 import contextlib
+import math
 import os
+from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
@@ -283,6 +285,20 @@ class ObjectiveWorkspace:
             self.blocks.append(block)
 
 
+def _check_descent_settings(learning_rate, alpha, momentum=0.0, n_epochs=1):
+    """Raise ValueError naming a setting of :meth:`Network.step` / :meth:`Network.train` that is unusable."""
+    numbers = [
+        ("learning_rate", learning_rate, lambda v: 0 < v < math.inf, "a finite number > 0"),
+        ("alpha", alpha, lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+        ("momentum", momentum, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ]
+    for name, value, usable, wanted in numbers:
+        if isinstance(value, bool) or not isinstance(value, Real) or not usable(value):
+            raise ValueError(f"{name} must be {wanted}, got {value!r}.")
+    if isinstance(n_epochs, bool) or not isinstance(n_epochs, Integral) or n_epochs < 1:
+        raise ValueError(f"n_epochs must be an integer >= 1, got {n_epochs!r}.")
+
+
 class Network:
     """A dense feed-forward network whose parameters live in one flat buffer.
 
@@ -325,6 +341,8 @@ class Network:
         bias=True,
         dtype=np.float64,
     ):
+        if any(isinstance(u, bool) or not isinstance(u, Integral) for u in layer_units):
+            raise ValueError(f"layer_units must be integers, got {layer_units}.")
         self.layer_units = tuple(int(u) for u in layer_units)
         if len(self.layer_units) < 2 or min(self.layer_units) < 1:
             raise ValueError(
@@ -816,6 +834,7 @@ class Network:
         loss : float
             The objective before the step.
         """
+        _check_descent_settings(learning_rate, alpha)
         X_input = self._check_X(X)
         Y, sample_weight = self._check_targets(X_input, Y, sample_weight)
         work = self._objective_workspace(X_input.n_samples)
@@ -853,8 +872,7 @@ class Network:
         """
         if mode not in ("standard", "accumulated"):
             raise ValueError(f"mode must be 'standard' or 'accumulated', got {mode!r}.")
-        if n_epochs < 1 or learning_rate <= 0:
-            raise ValueError("n_epochs must be >= 1 and learning_rate > 0.")
+        _check_descent_settings(learning_rate, alpha, momentum, n_epochs)
         X_input = self._check_X(X)
         Y, sample_weight = self._check_targets(X_input, Y, sample_weight)
         n_samples = X_input.n_samples

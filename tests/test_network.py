@@ -137,6 +137,29 @@ def test_textbook_accumulated_bp_every_step(textbook_problem):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("settings,message", [
+    (dict(learning_rate=np.nan), "learning_rate must be a finite number > 0, got nan"),
+    (dict(learning_rate=np.inf), "learning_rate must be a finite number > 0"),
+    (dict(learning_rate=0.0), "learning_rate must be a finite number > 0"),
+    (dict(learning_rate="0.1"), "learning_rate must be a finite number > 0"),
+    (dict(alpha=-1e-4), "alpha must be a finite number >= 0"),
+    (dict(momentum=1.0), r"momentum must be a number in \[0, 1\)"),
+    (dict(n_epochs=2.5), "n_epochs must be an integer >= 1, got 2.5"),
+    (dict(n_epochs=0), "n_epochs must be an integer >= 1"),
+    (dict(n_epochs=True), "n_epochs must be an integer >= 1"),
+])
+def test_descent_settings_are_checked_before_anything_changes(textbook_problem, settings, message):
+    net, X, Y = textbook_problem
+    before = net.params.copy()
+    with pytest.raises(ValueError, match=message):
+        net.train(X, Y, **settings)
+    step_settings = {k: v for k, v in settings.items() if k in ("learning_rate", "alpha")}
+    if step_settings:
+        with pytest.raises(ValueError, match=message):
+            net.step(X, Y, **{"learning_rate": 0.1, **step_settings})
+    np.testing.assert_array_equal(net.params, before)
+
+
 def test_train_rejects_unknown_mode(textbook_problem):
     net, X, Y = textbook_problem
     with pytest.raises(ValueError, match="mode must be"):
@@ -291,6 +314,9 @@ def test_network_rejects_bad_configurations():
         Network((2, 3, 1), activation="softsign")
     with pytest.raises(ValueError, match="at least two positive"):
         Network((2, 0, 1))
+    for units in [(2, 3.7, 1), (2, True, 1)]:
+        with pytest.raises(ValueError, match="layer_units must be integers"):
+            Network(units)
     net = Network((2, 3, 1))
     with pytest.raises(ValueError, match="X has 3 features"):
         net.predict(np.zeros((4, 3)))
