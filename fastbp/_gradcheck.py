@@ -3,6 +3,7 @@
 import numpy as np
 from sklearn.base import is_classifier
 from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._network import Network
@@ -74,6 +75,10 @@ def check_gradients(model, X, y, sample_weight=None, *, alpha=None, epsilon=1e-3
         network = model._get_network().copy(np.float64)
         X_checked = validate_data(model, X, accept_sparse=["csr", "csc"], reset=False)
         if is_classifier(model):
+            unknown = np.setdiff1d(unique_labels(y), model.classes_)
+            if len(unknown):  # the binarizer would encode them as rows of zeros
+                raise ValueError(f"y has labels the model was not fitted on: {unknown}; "
+                                 f"classes_ is {model.classes_}.")
             Y = model._label_binarizer.transform(y).astype(np.float64)
         else:
             Y = np.asarray(y, dtype=np.float64)

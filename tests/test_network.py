@@ -246,6 +246,9 @@ def test_check_gradients_on_fitted_estimators(estimator_class):
     ).fit(X, y)
     errors = check_gradients(model, X, y)
     assert max(max(e["coefs"], e["intercepts"]) for e in errors) < 1e-6
+    if estimator_class is MLPClassifier:
+        with pytest.raises(ValueError, match=r"y has labels the model was not fitted on: \[7\]"):
+            check_gradients(model, X, np.where(y == 2, 7, y))
 
 
 # ----------------------------------------------------------------------
