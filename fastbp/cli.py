@@ -596,8 +596,9 @@ def _target_array(y, name, path):
             return y.to_numpy()
         return y.astype(str).to_numpy(dtype=str)
     y = np.asarray(y)
-    if y.dtype.kind == "f" and np.isnan(y).any():
-        raise CLIError(EXIT_DATA, f"target {name!r} in {path} has missing values")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        what = "missing" if np.isnan(y).any() else "infinite"
+        raise CLIError(EXIT_DATA, f"target {name!r} in {path} has {what} values")
     return y
 
 

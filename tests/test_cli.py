@@ -291,6 +291,7 @@ ERROR_CASES = {
     "non-numeric column": (["train", "colors.csv"], 4,
                            "non-numeric feature column in colors.csv: 'color'"),
     "npz without y": (["train", "noy.npz"], 4, "no target array 'y'"),
+    "infinite target": (["train", "infy.npz"], 4, "target 'y' in infy.npz has infinite values"),
     "missing feature columns": (["predict", "out/animals.fbp", "colors.csv", "--out", "p.csv"], 4,
                                 "lacks feature columns the model was trained on: 'x2', 'x3'"),
     "no target column to evaluate": (["evaluate", "out/animals.fbp", "features.csv"], 4,
@@ -333,6 +334,7 @@ def bad_files(workdir, csv_run, npz_run):
         "x1,color,label\n" + "".join(f"{i},{'red' if i % 2 else 'blue'},{i % 2}\n" for i in range(10))
     )
     np.savez(workdir / "noy.npz", X=np.ones((5, 2)))
+    np.savez(workdir / "infy.npz", X=np.ones((5, 2)), y=[1.0, 2.0, np.inf, 0.5, 1.5])
     (workdir / "garbage.fbp").write_bytes(b"this is not a model file at all")
     model_bytes = (workdir / "out/animals.fbp").read_bytes()
     (workdir / "truncated.fbp").write_bytes(model_bytes[: len(model_bytes) // 2])
