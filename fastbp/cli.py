@@ -970,10 +970,18 @@ def _import_save():
     return save
 
 
-def _check_plotting():
+def _check_plotting(path):
+    """Refuse --plot-out before training when matplotlib is missing or cannot write ``path``'s format."""
     if importlib.util.find_spec("matplotlib") is None:
         raise CLIError(EXIT_USAGE, '--plot-out needs matplotlib, which is not installed: '
                                    'pip install "fastbp[plot]"')
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise CLIError(EXIT_USAGE, f"--plot-out {path}: the file name must end in the image format, "
+                                   f"one of {', '.join('.' + f for f in sorted(formats))}")
 
 
 def _plot(model, path, title):
@@ -1083,7 +1091,7 @@ def _cmd_train(args):
     cls = _estimator_classes()[task]
     model = cls(**{k: v for k, v in params.items() if task in specs[k].tasks})
     if args.plot_out:
-        _check_plotting()
+        _check_plotting(args.plot_out)
         if model.solver == "lbfgs":
             raise CLIError(EXIT_USAGE, "--plot-out draws the loss curve, which solver='lbfgs' "
                                        "does not record; use solver adam or sgd")

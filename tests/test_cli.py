@@ -305,6 +305,9 @@ ERROR_CASES = {
                              "cannot load model file truncated.fbp"),
     "--proba on a regressor": (["predict", "out/reg.fbp", "reg.npz", "--out", "p.csv", "--proba"], 2,
                                "--proba needs a classifier"),
+    "plot file without an image format": (["train", "animals.csv", "--plot-out", "out/curve.xyz"], 2,
+                                          "--plot-out out/curve.xyz: the file name must end in the image "
+                                          "format, one of "),
     "unknown --param": (["train", "animals.csv", "--param", "hiden_layer_sizes=3"], 2,
                         "unknown estimator parameter 'hiden_layer_sizes'"),
     "unparsable flag value": (["train", "animals.csv", "--max-iter", "many"], 2,
