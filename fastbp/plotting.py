@@ -57,12 +57,12 @@ def _new_axes(ax, **subplot_kw):
 def _check_stochastic(estimator, attribute):
     """Raise a clear error unless ``estimator`` was fitted by a stochastic solver."""
     check_is_fitted(estimator)
-    solver = getattr(estimator, "solver", None)
-    if solver == "lbfgs" or not hasattr(estimator, attribute):
+    # the attribute tells how the model was fitted: its solver may have been set since
+    if not hasattr(estimator, attribute):
         raise ValueError(
             f"{type(estimator).__name__} has no {attribute}: it is recorded only by the "
             f"stochastic solvers ('sgd', 'adam'), and this model was fitted with "
-            f"solver={solver!r}. Refit with solver='adam' or 'sgd' to draw it."
+            f"solver='lbfgs'. Refit with solver='adam' or 'sgd' to draw it."
         )
 
 

@@ -1,6 +1,7 @@
 """Pictures: fastbp.plotting drawn headless (Agg), and every example script run in quick mode."""
 
 import math
+import pickle
 import subprocess
 import sys
 import warnings
@@ -38,6 +39,11 @@ def close_figures():
     """Close every figure a test opened."""
     yield
     plt.close("all")
+
+
+def clone_fitted(model):
+    """An independent copy of a fitted model (the module's fixtures are shared)."""
+    return pickle.loads(pickle.dumps(model))
 
 
 def _fit(model, X, y, **fit_params):
@@ -177,6 +183,16 @@ def test_plot_validation_curve_of_regressor(regression):
     np.testing.assert_array_equal(ax.lines[0].get_ydata(), model.validation_scores_)
     assert "R^2" in ax.get_ylabel()
     assert ax.lines[1].get_label() == "_nolegend_"
+
+
+def test_plots_go_by_how_the_model_was_fitted_not_its_solver_now(reg_adam, reg_lbfgs):
+    adam_now_lbfgs, lbfgs_now_adam = clone_fitted(reg_adam), clone_fitted(reg_lbfgs)
+    adam_now_lbfgs.set_params(solver="lbfgs")
+    lbfgs_now_adam.set_params(solver="adam")
+    line = plot_loss_curve(adam_now_lbfgs).lines[-1]
+    np.testing.assert_array_equal(line.get_ydata(), reg_adam.loss_curve_)
+    with pytest.raises(ValueError, match="fitted with solver='lbfgs'"):
+        plot_loss_curve(lbfgs_now_adam)
 
 
 def test_plot_validation_curve_needs_early_stopping(reg_adam, reg_lbfgs):
