@@ -1109,6 +1109,8 @@ def _cmd_train(args):
         fit_seconds, caught = _fit(model, X_train, y_train, progress)
     except InvalidParameterError as exc:
         raise CLIError(EXIT_USAGE, f"invalid estimator parameter: {exc}") from exc
+    except (ValueError, MemoryError) as exc:  # the estimator's own checks of the data and parameters
+        raise CLIError(EXIT_DATA, f"cannot train on {data.source}: {exc}") from exc
     for message in caught:
         _say(f"warning: {message.splitlines()[0]}")
 
@@ -1253,7 +1255,10 @@ def _cmd_evaluate(args):
     data = read_dataset(args.data, target=args.target, need_target=True, model=model)
     X = _model_input(model, data)
     classification = is_classifier(model)
-    scores, seconds = _scores(model, X, data.y, classification)
+    try:
+        scores, seconds = _scores(model, X, data.y, classification)
+    except ValueError as exc:  # targets the metrics cannot compare with the predictions
+        raise CLIError(EXIT_DATA, f"cannot score {args.model} on {data.source}: {exc}") from exc
     metrics = {
         "fastbp_version": fastbp.__version__,
         "command": "evaluate",

@@ -308,6 +308,10 @@ ERROR_CASES = {
     "plot file without an image format": (["train", "animals.csv", "--plot-out", "out/curve.xyz"], 2,
                                           "--plot-out out/curve.xyz: the file name must end in the image "
                                           "format, one of "),
+    "estimator refuses the parameters": (["train", "animals.csv", "--hidden-layer-sizes", "0"], 4,
+                                         "cannot train on animals.csv: hidden_layer_sizes must be > 0"),
+    "continuous target for a classifier": (["evaluate", "out/ints.fbp", "continuous.csv"], 4,
+                                           "cannot score out/ints.fbp on continuous.csv: "),
     "unknown --param": (["train", "animals.csv", "--param", "hiden_layer_sizes=3"], 2,
                         "unknown estimator parameter 'hiden_layer_sizes'"),
     "unparsable flag value": (["train", "animals.csv", "--max-iter", "many"], 2,
@@ -344,6 +348,12 @@ def bad_files(workdir, csv_run, npz_run):
     (workdir / "data.parquet").write_bytes(b"PAR1 not really")
     (workdir / "bad.json").write_text("{not json")
     pd.read_csv(workdir / "animals.csv")[FEATURES].to_csv(workdir / "features.csv", index=False)
+    frame = pd.read_csv(workdir / "animals.csv")[FEATURES]
+    frame["label"] = np.arange(len(frame)) % 2
+    frame.to_csv(workdir / "ints.csv", index=False)
+    _check_ok(run_cli("train", "ints.csv", "--max-iter", "2", "--model-out", "out/ints.fbp", cwd=workdir))
+    frame["label"] = np.linspace(0.1, 0.9, len(frame))
+    frame.to_csv(workdir / "continuous.csv", index=False)
     return workdir
 
 
