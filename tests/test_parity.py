@@ -868,6 +868,7 @@ def test_warm_start_early_stopping_without_new_best(solver, task):
     assert_parity(sk, fb, [X, X_test])
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("solver", ["adam", "sgd-constant", "lbfgs"])
 def test_sparse_multilabel_targets(solver):
     """A CSR indicator matrix as y trains as its dense twin; predict returns CSR, as scikit-learn's does."""
