@@ -562,6 +562,12 @@ def _read_member(archive, name):
         info = archive.getinfo(name)
     except KeyError:
         raise ModelFileError(f"Invalid fastbp model file: missing member {name!r}.") from None
+    if info.compress_type != zipfile.ZIP_STORED:
+        # a stored member is no larger than the file; a compressed one may expand without bound
+        raise ModelFileError(
+            f"Invalid fastbp model file: member {name!r} is compressed, and fastbp stores "
+            "members uncompressed."
+        )
     try:
         return archive.read(info)
     except (

@@ -394,6 +394,18 @@ def test_parameters_missing_from_an_older_file_get_defaults(saved_classifier):
 # ---------------------------------------------------------------------------
 
 
+def test_compressed_member_is_refused_before_it_is_expanded(saved_classifier):
+    """A deflated member could expand far beyond the file (1 MB -> 1 GiB); fastbp writes none."""
+    path, clf, X = saved_classifier
+    with zipfile.ZipFile(path) as archive:
+        members = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+    with pytest.raises(ModelFileError, match="is compressed, and fastbp stores members uncompressed"):
+        load(path)
+
+
 def test_truncated_file(saved_classifier):
     path, _, _ = saved_classifier
     data = path.read_bytes()
