@@ -175,11 +175,18 @@ class ParamSpec:
         """A value read from a JSON/TOML config, made what the flag would give."""
         if isinstance(value, str):
             return self.parse(value)
-        if "array-like" in self._constraints():
+        constraints = self._constraints()
+        if isinstance(value, bool) and not {"boolean", "verbose"} & {c for c in constraints if isinstance(c, str)}:
+            raise ValueError(f"{self.name} takes {self.metavar()}, not {str(value).lower()}")
+        if "array-like" in constraints:
             if isinstance(value, list):
+                if not all(isinstance(v, Integral) and not isinstance(v, bool) for v in value):
+                    raise ValueError(f"{self.name} takes a list of whole numbers, not {value!r}")
                 value = tuple(value)
-            elif isinstance(value, Integral) and not isinstance(value, bool):
+            elif isinstance(value, Integral):
                 value = (int(value),)
+            else:
+                raise ValueError(f"{self.name} takes a list of whole numbers, not {value!r}")
         return value
 
     def metavar(self):

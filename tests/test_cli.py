@@ -424,6 +424,30 @@ def test_parameter_values_parse(name, text, expected):
     assert value == expected and type(value) is type(expected)
 
 
+@pytest.mark.parametrize("name, value, expected", [
+    ("hidden_layer_sizes", [16, 8], (16, 8)),
+    ("hidden_layer_sizes", 5, (5,)),
+    ("shuffle", False, False),
+    ("verbose", True, True),
+    ("max_iter", 30, 30),
+])
+def test_config_values_coerce(name, value, expected):
+    coerced = cli._param_specs()[name].coerce(value)
+    assert coerced == expected and type(coerced) is type(expected)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("max_iter", True, "max_iter takes INT, not true"),
+    ("alpha", False, "alpha takes"),
+    ("hidden_layer_sizes", [1.5], r"hidden_layer_sizes takes a list of whole numbers, not \[1.5\]"),
+    ("hidden_layer_sizes", [True], "hidden_layer_sizes takes a list of whole numbers"),
+    ("hidden_layer_sizes", {"a": 1}, "hidden_layer_sizes takes a list of whole numbers"),
+])
+def test_config_values_of_the_wrong_type_are_rejected(name, value, message):
+    with pytest.raises(ValueError, match=message):
+        cli._param_specs()[name].coerce(value)
+
+
 @pytest.mark.parametrize("name, text", [("solver", "newton"), ("max_iter", "1.5"), ("batch_size", "big")])
 def test_bad_parameter_values_are_rejected(name, text):
     with pytest.raises(ValueError, match=name):
