@@ -66,6 +66,8 @@ def check_gradients(model, X, y, sample_weight=None, *, alpha=None, epsilon=1e-3
     >>> max(max(e["coefs"], e["intercepts"]) for e in errors) < 1e-6
     True
     """
+    if not 0 < epsilon < np.inf:
+        raise ValueError(f"epsilon must be a finite step > 0, got {epsilon!r}.")
     if isinstance(model, Network):
         network = model.copy(np.float64)
         X_checked, Y = X, y

@@ -249,6 +249,9 @@ def test_check_gradients_on_fitted_estimators(estimator_class):
     if estimator_class is MLPClassifier:
         with pytest.raises(ValueError, match=r"y has labels the model was not fitted on: \[7\]"):
             check_gradients(model, X, np.where(y == 2, 7, y))
+    for epsilon in (0.0, -1e-3, np.nan):
+        with pytest.raises(ValueError, match="epsilon must be a finite step > 0"):
+            check_gradients(model, X, y, epsilon=epsilon)
 
 
 # ----------------------------------------------------------------------
