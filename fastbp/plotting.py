@@ -171,7 +171,7 @@ def _restored_epoch(estimator, scores):
         watched = -np.asarray(estimator.validation_loss_curve_, dtype=float)
     else:
         watched = scores
-    first = watched.shape[0] - estimator.n_iter_ if hasattr(estimator, "early_stopping_metric") else 0
+    first = max(0, watched.shape[0] - estimator.n_iter_) if hasattr(estimator, "early_stopping_metric") else 0
     last_fit = watched[first:]
     return first + (int(np.nanargmax(last_fit)) if np.isfinite(last_fit).any() else 0)
 
