@@ -176,7 +176,7 @@ class ParamSpec:
         if isinstance(value, str):
             return self.parse(value)
         constraints = self._constraints()
-        if isinstance(value, bool) and not {"boolean", "verbose"} & {c for c in constraints if isinstance(c, str)}:
+        if isinstance(value, bool) and "boolean" not in constraints and "verbose" not in constraints:
             raise ValueError(f"{self.name} takes {self.metavar()}, not {str(value).lower()}")
         if "array-like" in constraints:
             if isinstance(value, list):
