@@ -59,10 +59,9 @@ def _report(code, env_overrides, cwd=None):
 
 
 def _copy_package(target):
-    """Lay fastbp out in ``target`` as an installed wheel would (kernels inside)."""
+    """Lay fastbp out in ``target`` as an installed wheel would (the kernels' symlink copied as files)."""
     package = target / "fastbp"
     shutil.copytree(REPO / "fastbp", package, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "kernels", package / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
     return package
 
 
