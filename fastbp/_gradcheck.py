@@ -6,7 +6,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._network import Network
+from . import _engine
+from ._multilayer_perceptron import encoded_targets, estimator_network
+from ._network import Network, validate_input, validate_targets
 
 
 def check_gradients(model, X, y, sample_weight=None, *, alpha=None, epsilon=1e-3,
@@ -74,26 +76,29 @@ def check_gradients(model, X, y, sample_weight=None, *, alpha=None, epsilon=1e-3
         alpha = 0.0 if alpha is None else alpha
     else:
         check_is_fitted(model)
-        network = model._get_network().copy(np.float64)
+        network = estimator_network(model).copy(np.float64)
         X_checked = validate_data(model, X, accept_sparse=["csr", "csc"], reset=False)
         if is_classifier(model):
             unknown = np.setdiff1d(unique_labels(y), model.classes_)
             if len(unknown):  # the binarizer would encode them as rows of zeros
                 raise ValueError(f"y has labels the model was not fitted on: {unknown}; "
                                  f"classes_ is {model.classes_}.")
-            Y = model._label_binarizer.transform(y).astype(np.float64)
+            Y = encoded_targets(model, y).astype(np.float64)
         else:
             Y = np.asarray(y, dtype=np.float64)
         alpha = model.alpha if alpha is None else alpha
-    X_input = network._check_X(X_checked)
-    Y, sample_weight = network._check_targets(X_input, Y, sample_weight)
-    work = network._objective_workspace(X_input.n_samples)
+    X_input = validate_input(network, X_checked)
+    Y, sample_weight = validate_targets(network, X_input, Y, sample_weight)
+    objective = _engine.Objective(network, X_input, Y, sample_weight, alpha)
+    with objective:
+        analytic = objective()[1].copy()
+        errors = _layer_errors(network, analytic, lambda: objective()[0], epsilon,
+                               max_checks_per_layer, random_state)
+    return errors
 
-    def objective():
-        return network._objective(X_input, Y, sample_weight, alpha, work=work)[0]
 
-    _, grad = network._objective(X_input, Y, sample_weight, alpha, work=work)
-    analytic = grad.copy()
+def _layer_errors(network, analytic, objective, epsilon, max_checks_per_layer, random_state):
+    """Worst relative error of ``analytic`` per layer against central differences of ``objective``."""
     rng = check_random_state(random_state)
     errors = []
     for l, (fan_in, fan_out, coef_offset, intercept_offset, _) in enumerate(network.layers):

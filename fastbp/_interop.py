@@ -19,7 +19,13 @@ import numpy as np
 import sklearn.neural_network as sk_nn
 from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 
-from ._multilayer_perceptron import MLPClassifier, MLPRegressor
+from ._multilayer_perceptron import (
+    MLPClassifier,
+    MLPRegressor,
+    estimator_network,
+    set_training_state,
+    training_state,
+)
 from ._solvers import StochasticOptimizer
 
 __all__ = ["from_sklearn", "to_sklearn"]
@@ -125,17 +131,16 @@ def to_sklearn(model):
     for name, value in _fitted_attributes(model).items():
         setattr(sk_model, name, value)
     _copy_shared_private(model, sk_model)
-    network = model._get_network()
+    network = estimator_network(model)
     sk_model.coefs_ = [c.copy() for c in model.coefs_]
     sk_model.intercepts_ = [b.copy() for b in model.intercepts_]
-    best = getattr(model, "_best_params", None)
+    best, optimizer = training_state(model)
     if best is not None:
         best_layers = _split(best, network)
     else:  # what scikit-learn's initialisation sets
         best_layers = [p.copy() for p in sk_model.coefs_ + sk_model.intercepts_]
     sk_model._best_coefs = best_layers[: network.n_layers]
     sk_model._best_intercepts = best_layers[network.n_layers :]
-    optimizer = getattr(model, "_optimizer", None)
     # (a state left from a fit of another architecture is not carried over)
     if optimizer is not None and optimizer.state_a.shape == network.params.shape:
         sk_model._optimizer = _optimizer_to_sklearn(optimizer, sk_model, network)
@@ -209,17 +214,17 @@ def from_sklearn(model):
     # coefs_ / intercepts_ its views (needs out_activation_, set above)
     fast_model.coefs_ = [np.array(c) for c in model.coefs_]
     fast_model.intercepts_ = [np.array(b) for b in model.intercepts_]
-    network = fast_model._get_network()
+    network = estimator_network(fast_model)
     if model.early_stopping and hasattr(model, "_best_coefs"):
         best = model._best_coefs + model._best_intercepts
-        fast_model._best_params = _flatten(best, network.dtype)
+        set_training_state(fast_model, best_params=_flatten(best, network.dtype))
     sk_optimizer = getattr(model, "_optimizer", None)
     shapes = [p.shape for p in model.coefs_ + model.intercepts_]
     moments = getattr(sk_optimizer, "ms", None) or getattr(sk_optimizer, "velocities", None) or []
     # (a state left from a fit of another architecture is not carried over)
     translatable = [m.shape for m in moments] == shapes
     if isinstance(sk_optimizer, (SGDOptimizer, AdamOptimizer)) and translatable:
-        fast_model._optimizer = _optimizer_from_sklearn(sk_optimizer, fast_model, network)
+        set_training_state(fast_model, optimizer=_optimizer_from_sklearn(sk_optimizer, fast_model, network))
     return fast_model
 
 

@@ -249,7 +249,7 @@ class _NetworkCodec:
     name, cls = "fastbp.Network", Network
     _DERIVED = frozenset(
         {"layer_units", "activations", "loss", "bias", "dtype", "layers", "n_params", "coefs",
-         "intercepts", "_views"}
+         "intercepts", "_views", "version"}
     )
 
     def dump(self, obj):

@@ -34,10 +34,11 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import kernels
-from ._network import EpochWorkspace, KernelInput, Network, check_memory
-from ._solvers import StochasticOptimizer, run_epoch
-from ._threads import training_threads
+from . import _engine, kernels
+from ._buffers import aligned_empty
+from ._engine import KernelInput
+from ._network import Network, layer_views
+from ._solvers import StochasticOptimizer
 
 try:  # scikit-learn >= 1.9 has a callback framework
     from sklearn.callback import CallbackSupportMixin
@@ -118,9 +119,9 @@ def _combine_weights(sample_weight, class_weights, dtype):
     return class_weights if sample_weight is None else sample_weight * class_weights
 
 
-def _diverged(estimator, loss, where):
-    """The error raised when training ends ``where`` with a non-finite loss or weights."""
-    finite_weights = np.isfinite(estimator._network.params).all()
+def _diverged(params, loss, where):
+    """The error raised when training ends ``where`` with a non-finite loss or weights ``params``."""
+    finite_weights = np.isfinite(params).all()
     what = (
         f"the training loss became {loss}" if finite_weights
         else "Solver produced non-finite parameter weights"
@@ -170,26 +171,28 @@ class _EpochCallbacks:
         Encoded training targets (decoded for the hooks when they are used).
     incremental : bool
         partial_fit calls run no callbacks.
+    network : Network
+        The network trained.
+    params : ndarray of shape (n_params,)
+        The parameters being trained (published only when the fit succeeds).
     """
 
-    def __init__(self, estimator, X, y, incremental):
+    def __init__(self, estimator, X, y, incremental, network, params):
         self.estimator = estimator
         self.context = None
         self.epoch = None
         if incremental or not getattr(estimator, "_skl_callbacks", None):
             return
+        self.network = network
+        self.params = params
         self.X = X
         self.y = estimator._decode_targets(y)
         self.context = estimator._init_callback_context(max_subtasks=estimator.max_iter)
         self.context.call_on_fit_task_begin(estimator=estimator, X=self.X, y=self.y)
 
     def _fitted_attributes(self):
-        estimator = self.estimator
-        return {
-            "coefs_": [c.copy() for c in estimator.coefs_],
-            "intercepts_": [b.copy() for b in estimator.intercepts_],
-            "n_iter_": estimator.n_iter_,
-        }
+        coefs, intercepts = layer_views(self.network, self.params.copy())
+        return {"coefs_": coefs, "intercepts_": intercepts, "n_iter_": self.estimator.n_iter_}
 
     def epoch_begins(self):
         if self.context is not None:
@@ -267,6 +270,33 @@ def _fitted_label_binarizer(y):
         binarizer.classes_ = classes
         return binarizer
     return binarizer.fit(y)
+
+
+def estimator_network(estimator):
+    """The network of a fitted fastbp estimator, whose flat buffer ``coefs_`` / ``intercepts_`` view."""
+    return estimator._get_network()
+
+
+def training_state(estimator):
+    """What a fastbp estimator keeps for further training: ``(best_params, optimizer)``.
+
+    The flat weights early stopping kept, and the stochastic solver's state
+    (a ``StochasticOptimizer``); None for what it does not have.
+    """
+    return getattr(estimator, "_best_params", None), getattr(estimator, "_optimizer", None)
+
+
+def set_training_state(estimator, best_params=None, optimizer=None):
+    """Give a fastbp estimator the training state :func:`training_state` returns (None: leave it)."""
+    if best_params is not None:
+        estimator._best_params = best_params
+    if optimizer is not None:
+        estimator._optimizer = optimizer
+
+
+def encoded_targets(estimator, y):
+    """Targets ``y`` encoded as a fitted fastbp estimator trains on (indicator rows for a classifier)."""
+    return estimator._encode_targets(y)
 
 
 class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
@@ -458,7 +488,13 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
 
     def _fit(self, X, y, sample_weight=None, incremental=False, X_val=None, y_val=None,
              sample_weight_val=None, classes=None):
-        """Fit, leaving the estimator exactly as it was if anything fails."""
+        """Fit, leaving the estimator exactly as it was if anything fails.
+
+        The weights are trained in a working copy and published when the
+        call succeeds (``Network.publish``): predictions made in other
+        threads meanwhile use the weights from before the call or from
+        after it.
+        """
         saved = self._save_state()
         try:
             if incremental:
@@ -480,7 +516,6 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         ``RandomState`` took 250 us, a quarter of a 32-row partial_fit call;
         its state, 32 us).
         """
-        network = getattr(self, "_network", None)
         values = {k: v for k, v in self.__dict__.items() if self._is_fitted_state(k)}
         curves = {k: values.pop(k) for k in _CURVE_STATE if type(values.get(k)) is list}
         generators = [k for k, v in values.items() if type(v) is np.random.RandomState]
@@ -489,7 +524,6 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             "curves": {k: (curve, len(curve)) for k, curve in curves.items()},
             "generators": {k: values.pop(k).get_state() for k in generators},
             "values": copy.deepcopy(values),
-            "params": None if network is None else network.params.copy(),
         }
 
     def _is_fitted_state(self, name):
@@ -513,8 +547,6 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             generator = np.random.RandomState()
             generator.set_state(state)
             self.__dict__[name] = generator
-        if saved["params"] is not None:
-            self._network.params[:] = saved["params"]
 
     def _fit_unguarded(self, X, y, sample_weight, incremental, X_val, y_val, sample_weight_val):
         hidden_layer_sizes = self.hidden_layer_sizes
@@ -535,7 +567,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         self.n_outputs_ = y.shape[1]
         layer_units = [n_features] + hidden_layer_sizes + [self.n_outputs_]
         validation = self._check_validation_set(X_val, y_val, sample_weight_val, X.dtype)
-        check_memory(layer_units, X, self.solver, self.batch_size)
+        _engine.check_memory(layer_units, n_samples, X.dtype, self.solver, self.batch_size)
 
         self._random_state = check_random_state(self.random_state)
         if first_pass:
@@ -552,20 +584,23 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             if sample_weight is not None:
                 sample_weight = sample_weight.astype(network.dtype)
 
+        params = aligned_empty(network.n_params, network.dtype)
+        params[:] = network.params
         if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, y, sample_weight, network, incremental, validation)
+            self._fit_stochastic(X, y, sample_weight, network, params, incremental, validation)
         elif self.solver == "lbfgs":
             if validation is not None:
                 warnings.warn(
                     "X_val / y_val are not used by solver='lbfgs', which has no epochs."
                 )
-            self._fit_lbfgs(X, y, sample_weight, network)
+            self._fit_lbfgs(X, y, sample_weight, network, params)
 
-        if not np.isfinite(network.params).all():
+        if not np.isfinite(params).all():
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may"
                 " contain large values and need to be preprocessed."
             )
+        network.publish(params)
         return self
 
     def _check_validation_set(self, X_val, y_val, sample_weight_val, dtype):
@@ -597,32 +632,32 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             weights = np.ascontiguousarray(sample_weight, dtype=network.dtype)
         return Y, weights
 
-    def _fit_lbfgs(self, X, y, sample_weight, network):
+    def _fit_lbfgs(self, X, y, sample_weight, network, params):
         X_input = KernelInput(X, network.dtype)
         Y, weights = self._training_arrays(X, y, sample_weight, network)
-        work = network._objective_workspace(X.shape[0])
         _, loss_scale = self._kernel_loss()
+        objective = _engine.Objective(network, X_input, Y, weights, self.alpha, loss_scale)
 
         def loss_grad(packed):
-            network.params[:] = packed
-            loss, grad = network._objective(X_input, Y, weights, self.alpha, loss_scale, work, run)
+            params[:] = packed
+            loss, grad = objective(params)
             return loss, grad.astype(np.float64)
 
         iprint = 1 if (self.verbose is True or self.verbose >= 1) else -1
         extra = {} if sp_version >= parse_version("1.15") else {"iprint": iprint}
-        with network._objective_threads(work) as run:
+        with objective:
             opt_res = scipy.optimize.minimize(
                 loss_grad,
-                network.params.astype(np.float64),
+                params.astype(np.float64),
                 method="L-BFGS-B",
                 jac=True,
                 options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol, **extra},
             )
         if not np.isfinite(opt_res.fun):
-            raise _diverged(self, opt_res.fun, "in L-BFGS")
+            raise _diverged(params, opt_res.fun, "in L-BFGS")
         self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
         self.loss_ = opt_res.fun
-        network.params[:] = opt_res.x
+        params[:] = opt_res.x
 
     def _validation_split(self, X, y):
         """Row numbers of the training and validation sets, as scikit-learn splits them."""
@@ -641,7 +676,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             )
         return train_idx, val_idx
 
-    def _fit_stochastic(self, X, y, sample_weight, network, incremental, validation):
+    def _fit_stochastic(self, X, y, sample_weight, network, params, incremental, validation):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         optimizer = getattr(self, "_optimizer", None)
@@ -678,44 +713,39 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                 None if sample_weight is None else sample_weight[val_idx],
             )
             train_rows = train_idx.astype(np.int64)
-        self._reset_stopping_state(network, validation is not None)
+        self._reset_stopping_state(params, validation is not None)
 
         n_samples = X.shape[0] if train_rows is None else train_rows.shape[0]
         sample_idx = np.arange(n_samples, dtype=int)
-        if self.batch_size == "auto":
-            batch_size = min(200, n_samples)
-        else:
-            if self.batch_size > n_samples:
-                warnings.warn(
-                    "Got `batch_size` less than 1 or larger than "
-                    "sample size. It is going to be clipped"
-                )
-            batch_size = min(max(int(self.batch_size), 1), n_samples)
-        work = EpochWorkspace(network, batch_size, sparse=X_input.sparse)
+        if self.batch_size != "auto" and self.batch_size > n_samples:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped"
+            )
+        batch_size = _engine.batch_size_for(self.batch_size, n_samples)
         _, loss_scale = self._kernel_loss()
-        callbacks = _EpochCallbacks(self, X, y, incremental)
+        validation_input = None if validation is None else KernelInput(validation.X, network.dtype)
+        callbacks = _EpochCallbacks(self, X, y, incremental, network, params)
         # only then can a mini-batch's weights sum to zero
         nonpositive_weights = sample_weight is not None and not (weights > 0).all()
 
         self.n_iter_ = 0
         checkpoint = None
-        with training_threads(batch_size, network.layer_units, X_input.inputs_per_row) as team:
+        trainer = _engine.EpochTrainer(
+            network, params, X_input, Y, weights, batch_size, self._optimizer, self.alpha, loss_scale
+        )
+        with trainer:
             try:
                 for _ in range(self.max_iter):
-                    checkpoint = self._checkpoint()
+                    checkpoint = self._checkpoint(params)
                     if self.shuffle:
                         sample_idx = _shuffled(sample_idx, self._random_state)
                     order = sample_idx if train_rows is None else train_rows[sample_idx]
                     if nonpositive_weights:
                         _check_batch_weights(weights, order, batch_size)
                     callbacks.epoch_begins()
-                    loss_sum = run_epoch(
-                        network, X_input, Y, weights, np.ascontiguousarray(order, dtype=np.int64),
-                        batch_size, work, self._optimizer, self.alpha, loss_scale, team,
-                    )
-                    loss = loss_sum / n_samples
-                    if not (np.isfinite(loss) and np.isfinite(network.params).all()):
-                        raise _diverged(self, loss, f"in epoch {self.n_iter_ + 1}")
+                    loss = trainer.run(np.ascontiguousarray(order, dtype=np.int64)) / n_samples
+                    if not (np.isfinite(loss) and np.isfinite(params).all()):
+                        raise _diverged(params, loss, f"in epoch {self.n_iter_ + 1}")
                     self.n_iter_ += 1
                     self.loss_ = loss
                     self.t_ += n_samples
@@ -723,7 +753,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     if self.verbose:
                         print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
 
-                    self._update_no_improvement_count(early_stopping, validation, network)
+                    self._update_no_improvement_count(
+                        early_stopping, validation, validation_input, network, params
+                    )
                     self._optimizer.iteration_ends(self.t_)
 
                     stop = False
@@ -755,19 +787,19 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                         )
             except KeyboardInterrupt:
                 if checkpoint is not None:
-                    self._rollback(checkpoint)
+                    self._rollback(checkpoint, params)
                 warnings.warn("Training interrupted by user.")
             finally:
                 callbacks.close()
 
         if early_stopping:
-            network.params[:] = self._best_params
+            params[:] = self._best_params
 
-    def _checkpoint(self):
-        """What an epoch changes, so an interrupted epoch can be undone as a whole."""
+    def _checkpoint(self, params):
+        """What an epoch changes (with the trained ``params``), so an interrupted epoch can be undone as a whole."""
         optimizer = self._optimizer
         return {
-            "params": self._network.params.copy(),
+            "params": params.copy(),
             "optimizer": (
                 optimizer.state_a.copy(),
                 optimizer.state_b.copy(),
@@ -779,9 +811,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             },
         }
 
-    def _rollback(self, checkpoint):
+    def _rollback(self, checkpoint, params):
         """Return to the state saved by :meth:`_checkpoint`."""
-        self._network.params[:] = checkpoint["params"]
+        params[:] = checkpoint["params"]
         optimizer = self._optimizer
         state_a, state_b, step_counter, learning_rate = checkpoint["optimizer"]
         optimizer.state_a[:] = state_a
@@ -792,7 +824,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             self.__dict__.pop(name, None)
         self.__dict__.update(checkpoint["attributes"])
 
-    def _reset_stopping_state(self, network, has_validation):
+    def _reset_stopping_state(self, params, has_validation):
         """Make the stopping state fit this call of a stochastic solver.
 
         Unlike scikit-learn, a warm-started ``fit`` with early stopping starts
@@ -818,7 +850,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             self._no_improvement_count = 0
             self.best_validation_score_ = -np.inf
             self.best_validation_loss_ = np.inf
-            self._best_params = network.params.copy()
+            self._best_params = params.copy()
             self.best_loss_ = None
         else:
             if getattr(self, "best_loss_", None) is None:
@@ -826,9 +858,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             self.best_validation_score_ = None
             self.best_validation_loss_ = None
 
-    def _validation_output(self, validation, network):
-        """Validation score and loss of the current weights (one forward pass)."""
-        output = network._output(KernelInput(validation.X, network.dtype))
+    def _validation_output(self, validation, validation_input, network, params):
+        """Validation score and loss of the weights ``params`` (one forward pass)."""
+        output = _engine.predict(network, validation_input, params=params)
         y_pred = self._predictions_from_output(output)
         if np.isfinite(output).all():
             score = self._score_function(validation.y, y_pred, sample_weight=validation.sample_weight)
@@ -840,14 +872,14 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         data_loss = kernels.weighted_loss_sum(
             output, Y, weights, kernels.LOSS_CODES[loss_name], float(np.finfo(network.dtype).eps)
         )
-        penalty = kernels.squared_coef_norm(network.params, network.layers)
+        penalty = kernels.squared_coef_norm(params, network.layers)
         weight_sum = float(weights.sum(dtype=np.float64))
         loss = loss_scale * data_loss / weight_sum + 0.5 * self.alpha * penalty / weight_sum
         return score, loss
 
-    def _update_no_improvement_count(self, early_stopping, validation, network):
+    def _update_no_improvement_count(self, early_stopping, validation, validation_input, network, params):
         if validation is not None:
-            val_score, val_loss = self._validation_output(validation, network)
+            val_score, val_loss = self._validation_output(validation, validation_input, network, params)
             self.validation_scores_.append(val_score)
             self.validation_loss_curve_.append(val_loss)
         if early_stopping:
@@ -863,7 +895,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             if is_best:
                 self.best_validation_score_ = val_score
                 self.best_validation_loss_ = val_loss
-                self._best_params = network.params.copy()
+                self._best_params = params.copy()
         else:
             if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1
@@ -984,14 +1016,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         dtype = np.result_type(X.dtype, network.dtype)
         if dtype not in (np.float32, np.float64):
             dtype = np.float64
-        if dtype != network.dtype:
-            network = network.copy(dtype)
         X_input = KernelInput(X, dtype)
-        if not labels:
-            return network._output(X_input)
-        indices = np.empty(X_input.n_samples, dtype=np.int64)
-        network._output(X_input, labels=indices)
-        return indices
+        indices = np.empty(X_input.n_samples, dtype=np.int64) if labels else None
+        output = _engine.predict(network, X_input, labels=indices)
+        return output if indices is None else indices
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -1,288 +1,67 @@
-"""The network the estimators are built on: layers, one flat parameter buffer, kernel calls.
+"""The public network of backpropagation: layers, one flat parameter buffer, every step in the open.
 
 ``Network`` owns the parameters of a dense feed-forward network in a single
 flat vector laid out as scikit-learn packs them for L-BFGS (every weight
 matrix row-major, then every intercept vector); ``coefs`` and ``intercepts``
 are views into it, so code that reads or writes them in place sees the same
-numbers the kernels train. It validates nothing about user data: callers
-hand it arrays already checked and converted.
+numbers the kernels train. Its methods validate their arguments and run on
+the engine (``fastbp._engine``), as the estimators do.
 """
 
-import contextlib
 import math
-import os
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import _check_sample_weight
 
-from . import _threads, kernels
+from . import _engine, kernels
 from ._buffers import aligned_empty, aligned_zeros
-from ._solvers import StochasticOptimizer, run_epoch
-from ._threads import (
-    chunk_blocks,
-    multiply_adds_per_row,
-    prediction_team,
-    release_prediction_workers,
-    row_blocks,
-    training_threads,
-)
+from ._solvers import StochasticOptimizer
 
 HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 OUTPUT_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "exp", "softmax")
 
-# Rows of work buffers per chunk are bounded so that a chunk's activations
-# stay around this many elements.
-_CHUNK_ELEMENTS = 1 << 20
-# A prediction is cut into at least this many chunks when it has rows enough.
-_PREDICTION_CHUNKS = 8
-# The L-BFGS objective over rows enough is computed in this many blocks.
-_OBJECTIVE_BLOCKS = 2
-# The ``labels`` argument of ``kernels.predict`` when only outputs are wanted,
-# and its ``board`` when no team of threads shares the chunks.
-_NO_LABELS = np.empty(0, dtype=np.int64)
-_NO_BOARD = np.empty(0, dtype=np.int64)
 
+def layer_views(network, params):
+    """Per-layer views of a flat parameter vector laid out as ``network.params``.
 
-class KernelInput:
-    """Input rows in the form the kernels take: dense C array or CSR arrays.
-
-    Parameters
-    ----------
-    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
-        Validated input of a float dtype.
-    dtype : numpy dtype
-        The dtype the kernels compute in.
+    Returns
+    -------
+    coefs : list of ndarray of shape (fan_in, fan_out)
+    intercepts : list of ndarray of shape (fan_out,)
     """
-
-    def __init__(self, X, dtype):
-        self.n_samples, self.n_features = X.shape
-        self.sparse = sp.issparse(X)
-        if self.sparse:
-            X = X.tocsr()
-            index_dtype = np.int32 if X.nnz < np.iinfo(np.int32).max else np.int64
-            self.dense = np.empty((0, self.n_features), dtype=dtype)
-            self.csr = (
-                np.ascontiguousarray(X.data, dtype=dtype),
-                np.ascontiguousarray(X.indices, dtype=index_dtype),
-                np.ascontiguousarray(X.indptr, dtype=index_dtype),
-            )
-        else:
-            self.dense = np.ascontiguousarray(X, dtype=dtype)
-            self.csr = None
-
-    @property
-    def arrays(self):
-        """The ``(X, csr)`` arguments of a kernel (X is a dummy for CSR input)."""
-        return self.dense, self.csr
-
-    @property
-    def inputs_per_row(self):
-        """Mean non-zeros per row of a CSR input; None for dense input."""
-        if self.csr is None:
-            return None
-        return self.csr[0].shape[0] / max(self.n_samples, 1)
-
-    def row_block(self, start, stop):
-        """The ``(X, csr)`` arguments of a kernel for the rows ``start:stop``."""
-        if self.csr is None:
-            return self.dense[start:stop], None
-        data, indices, indptr = self.csr
-        return self.dense, (data, indices, indptr[start : stop + 1])
+    coefs, intercepts = [], []
+    for fan_in, fan_out, coef_offset, intercept_offset, _ in network.layers:
+        coefs.append(params[coef_offset : coef_offset + fan_in * fan_out].reshape(fan_in, fan_out))
+        intercepts.append(params[intercept_offset : intercept_offset + fan_out])
+    return coefs, intercepts
 
 
-def available_memory():
-    """Bytes of memory available to this process now (None when unknown)."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
-# Allocations below this are not checked: NumPy raises MemoryError itself
-# when they fail, and reading /proc/meminfo costs ~20-70 us per call, twice
-# per fit (1% of a 12 ms online fit).
-_UNCHECKED_BYTES = 64 * 2**20
-
-
-def require_memory(n_bytes, what):
-    """Raise MemoryError, before allocating, when ``n_bytes`` (above 64 MiB) cannot fit in memory."""
-    if n_bytes < _UNCHECKED_BYTES:
-        return
-    available = available_memory()
-    if available is not None and n_bytes > available:
-        raise MemoryError(
-            f"{what} needs about {n_bytes / 2**30:.2f} GiB but only "
-            f"{available / 2**30:.2f} GiB of memory is available. Use smaller "
-            "hidden_layer_sizes, a smaller batch_size or float32 data."
+def validate_input(network, X):
+    """Check user rows for ``network`` and lay them out for the kernels; return a KernelInput."""
+    X = check_array(X, accept_sparse=["csr", "csc"], dtype=network.dtype)
+    if X.shape[1] != network.layer_units[0]:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but the network's input layer has "
+            f"{network.layer_units[0]} units."
         )
+    return _engine.KernelInput(X, network.dtype)
 
 
-def check_memory(layer_units, X, solver, batch_size):
-    """Check, before allocating anything, that training this network fits in memory.
-
-    Counts the parameters with their gradient, optimizer state and best-weight
-    copy (L-BFGS keeps about 25 float64 vectors of them), and the activation
-    and error buffers of one mini-batch or chunk.
-    """
-    itemsize = np.dtype(X.dtype).itemsize
-    n_params = sum(a * b for a, b in zip(layer_units[:-1], layer_units[1:])) + sum(layer_units[1:])
-    n_samples = X.shape[0]
-    if solver == "lbfgs":
-        # each block of rows of the objective has its own buffers and gradient
-        rows = min(n_samples, _OBJECTIVE_BLOCKS * chunk_rows(n_samples, layer_units))
-        param_bytes = n_params * ((2 + 2 * _OBJECTIVE_BLOCKS) * itemsize + 25 * 8)
-    else:
-        rows = min(200, n_samples) if batch_size == "auto" else min(batch_size, n_samples)
-        # parameters, the parts' gradients, two optimizer buffers, two copies
-        parts = _threads.epoch_parts(rows, layer_units)
-        param_bytes = n_params * (5 + parts) * itemsize
-    work_bytes = 2 * rows * sum(layer_units[1:]) * itemsize + n_samples * layer_units[-1] * itemsize
-    sizes = "-".join(str(u) for u in layer_units)
-    require_memory(
-        param_bytes + work_bytes,
-        f"Training a {sizes} network ({n_params:,} parameters) with solver={solver!r}",
+def validate_targets(network, X_input, Y, sample_weight):
+    """Check user targets and sample weights for the rows ``X_input``; return both as C arrays of the network's dtype."""
+    Y = check_array(Y, ensure_2d=False, dtype=network.dtype)
+    if Y.ndim == 1:
+        Y = Y.reshape(-1, 1)
+    if Y.shape != (X_input.n_samples, network.layer_units[-1]):
+        raise ValueError(
+            f"Y has shape {Y.shape}, expected ({X_input.n_samples}, {network.layer_units[-1]})."
+        )
+    sample_weight = _check_sample_weight(
+        sample_weight, np.empty((X_input.n_samples, 0)), dtype=network.dtype, ensure_non_negative=True
     )
-
-
-def chunk_rows(n_samples, layer_units):
-    """Rows per chunk for full-data passes (L-BFGS objective, gradients)."""
-    per_row = max(1, sum(layer_units[1:]))
-    return int(max(1, min(n_samples, max(64, _CHUNK_ELEMENTS // per_row))))
-
-
-def prediction_chunk_rows(n_samples, layer_units):
-    """Rows per chunk of a prediction: :func:`chunk_rows`, cut so there are enough chunks to share.
-
-    At least :data:`_PREDICTION_CHUNKS` chunks (of at least
-    ``_threads.MIN_BLOCK_ROWS`` rows) when there are rows enough, so that
-    worker threads can share them (see ``_threads.row_blocks``). The
-    size depends only on the data's length and the network, never on the
-    machine, so neither do the results.
-    """
-    wanted = max(_threads.MIN_BLOCK_ROWS, -(-n_samples // _PREDICTION_CHUNKS))
-    return min(chunk_rows(n_samples, layer_units), wanted)
-
-
-class Workspace:
-    """Work buffers of a full-data pass or a prediction, allocated once and reused.
-
-    Parameters
-    ----------
-    network : Network
-        The network whose layer table fixes the buffer sizes.
-    capacity : int
-        Maximum rows per chunk.
-    slots : int, default=1
-        Threads that share a prediction: ``acts`` and ``rows`` hold a slot
-        for each.
-    """
-
-    def __init__(self, network, capacity, slots=1):
-        dtype = network.dtype
-        self.capacity = capacity
-        # plain NumPy buffers: a prediction makes new ones at every call, where
-        # aligned ones cost more in making (~3 us each) than they save
-        units = sum(network.layer_units[1:])
-        self.acts = np.empty(slots * capacity * units, dtype=dtype)
-        self.deltas = np.empty(capacity * units, dtype=dtype)
-        self.grads = np.empty(network.n_params, dtype=dtype)
-        self.rows = np.empty(slots * capacity, dtype=np.int64)
-
-
-class EpochWorkspace:
-    """Work buffers of ``kernels.train_epoch``: one set per part of a mini-batch.
-
-    Each mini-batch is cut into ``n_parts`` parts (see
-    ``_threads.epoch_parts``), which threads may compute at once; every
-    buffer has one row per part.
-
-    Parameters
-    ----------
-    network : Network
-        The network whose layer table fixes the buffer sizes.
-    batch_size : int
-        Rows per mini-batch.
-    sparse : bool, default=False
-        Whether the input is CSR (then no dense row buffer is needed).
-
-    Attributes
-    ----------
-    n_parts : int
-        Parts per mini-batch.
-    capacity : int
-        Rows per part.
-    sync : ndarray of shape (n_parts + 2,)
-        The kernels' barrier counters, abort flag and epoch count.
-    order : ndarray of shape (n_train,)
-        The row order of the current epoch.
-    hyper : ndarray of shape (N_HYPER,)
-        The optimizer's hyper-parameters for the current epoch.
-    """
-
-    def __init__(self, network, batch_size, *, sparse=False):
-        dtype = network.dtype
-        units = network.layer_units
-        self.n_parts = n_parts = _threads.epoch_parts(batch_size, units)
-        self.capacity = capacity = -(-batch_size // n_parts)
-        self.acts = aligned_empty((n_parts, capacity * sum(units[1:])), dtype)
-        self.deltas = aligned_empty(self.acts.shape, dtype)
-        self.grads = aligned_empty((n_parts, network.n_params), dtype)
-        # sparse batches are read straight from the CSR arrays
-        self.Xb = aligned_empty((n_parts, 0 if sparse else capacity, units[0]), dtype)
-        self.Yb = aligned_empty((n_parts, capacity, units[-1]), dtype)
-        self.swb = aligned_empty((n_parts, capacity), dtype)
-        self.rows = np.empty((n_parts, capacity), dtype=np.int64)
-        self.part_sums = np.empty((n_parts, 3))
-        self.sync = np.zeros(n_parts + 2, dtype=np.int64)
-        # the epoch's row order and hyper-parameters, rewritten in place at each epoch
-        self.order = None
-        self.hyper = np.empty(kernels.N_HYPER)
-
-
-class ObjectiveWorkspace:
-    """Buffers of the full-data objective: one :class:`Workspace` per block of rows.
-
-    Rows enough for ``_threads.PARALLEL_WORK`` multiply-adds are cut into
-    :data:`_OBJECTIVE_BLOCKS` blocks whose raw sums are added in order,
-    whatever the number of cores, so that worker threads can share them
-    without changing the result.
-
-    Parameters
-    ----------
-    network : Network
-        The network whose layer table fixes the buffer sizes.
-    n_samples : int
-        Rows of the data.
-
-    Attributes
-    ----------
-    bounds : list of int
-        Block k covers rows ``bounds[k]`` to ``bounds[k + 1]``.
-    blocks : list of Workspace
-        Each block's buffers, with a ``scratch`` gradient buffer.
-    """
-
-    def __init__(self, network, n_samples):
-        n_blocks = 1
-        big = n_samples * multiply_adds_per_row(network.layer_units) >= _threads.PARALLEL_WORK
-        if big and n_samples >= _OBJECTIVE_BLOCKS * _threads.MIN_BLOCK_ROWS:
-            n_blocks = _OBJECTIVE_BLOCKS
-        self.bounds = [n_samples * k // n_blocks for k in range(n_blocks + 1)]
-        self.blocks = []
-        for start, stop in zip(self.bounds[:-1], self.bounds[1:]):
-            block = Workspace(network, max(1, chunk_rows(stop - start, network.layer_units)))
-            block.scratch = np.empty(network.n_params, dtype=network.dtype)
-            self.blocks.append(block)
+    return np.ascontiguousarray(Y), np.ascontiguousarray(sample_weight)
 
 
 def _check_descent_settings(learning_rate, alpha, momentum=0.0, n_epochs=1):
@@ -329,6 +108,11 @@ class Network:
         Views of the intercepts in ``params``.
     layers : ndarray of shape (n_layers, 5)
         Layer table passed to the kernels.
+    version : int
+        Raised by one before and after trained weights are copied into
+        ``params`` (:meth:`publish`): odd while they are copied. Predictions
+        made in other threads meanwhile use it to see the weights from
+        before or after a training call, never a mix.
     """
 
     def __init__(
@@ -381,11 +165,12 @@ class Network:
         self.loss = loss
         self.bias = bool(bias)
         self.layers = self._layer_table()
-        require_memory(
+        _engine.require_memory(
             self.n_params * self.dtype.itemsize,
             f"A network of layer sizes {self.layer_units} ({self.n_params:,} parameters)",
         )
         self.params = aligned_zeros(self.n_params, self.dtype)
+        self.version = 0
         self._make_views()
 
     def _layer_table(self):
@@ -402,13 +187,7 @@ class Network:
         return table
 
     def _make_views(self):
-        self.coefs = []
-        self.intercepts = []
-        for fan_in, fan_out, coef_offset, intercept_offset, _ in self.layers:
-            self.coefs.append(
-                self.params[coef_offset : coef_offset + fan_in * fan_out].reshape(fan_in, fan_out)
-            )
-            self.intercepts.append(self.params[intercept_offset : intercept_offset + fan_out])
+        self.coefs, self.intercepts = layer_views(self, self.params)
         # what :meth:`owns` checks: the views made, with their shapes and strides
         self._views = [(view, view.shape, view.strides) for view in self.coefs + self.intercepts]
 
@@ -416,12 +195,13 @@ class Network:
         # the views are remade from ``params`` on unpickling: pickled apart,
         # they would come back as copies that no longer share its memory
         state = dict(self.__dict__)
-        for name in ("coefs", "intercepts", "_views"):
-            del state[name]
+        for name in ("coefs", "intercepts", "_views", "version"):
+            state.pop(name, None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self.version = 0
         params = aligned_empty(self.n_params, self.dtype)
         params[:] = state["params"]
         self.params = params
@@ -471,6 +251,20 @@ class Network:
             self.coefs[l][...] = coefs[l]
             self.intercepts[l][...] = 0 if intercepts is None else intercepts[l]
 
+    def publish(self, params):
+        """Copy trained parameters into ``params``, raising :attr:`version` before and after.
+
+        Parameters
+        ----------
+        params : ndarray of shape (n_params,)
+            The new parameters, in the layout of ``params``.
+        """
+        self.version += 1
+        try:
+            self.params[:] = params
+        finally:
+            self.version += 1
+
     def copy(self, dtype=None):
         """Return an independent copy of the network, optionally in another dtype."""
         network = Network(
@@ -502,157 +296,7 @@ class Network:
         )
 
     # ------------------------------------------------------------------
-    # Kernel calls on already-validated input (used by the estimators)
-
-    def _output(self, X_input, out=None, labels=None):
-        """Output-layer activations of every row of ``X_input`` (a KernelInput).
-
-        With ``labels``, an int64 array of one entry per row, a softmax
-        network writes each row's index of its first largest output there
-        instead, and its logits in the returned array (see
-        ``kernels.predict``).
-        """
-        n_samples = X_input.n_samples
-        if out is None:
-            out = np.empty((n_samples, self.layer_units[-1]), dtype=self.dtype)
-        if n_samples == 0:
-            return out
-        if labels is not None and self.activations[-1] != "softmax":
-            raise ValueError(f"labels need a softmax output layer, not {self.activations[-1]!r}.")
-        chunk = prediction_chunk_rows(n_samples, self.layer_units)
-        n_chunks = -(-n_samples // chunk)
-        with row_blocks(n_samples, self.layer_units, chunk, n_chunks) as (workers, run):
-            if workers > 1 and not X_input.sparse and n_chunks < kernels.MAX_CHUNKS:
-                # the chunks are shared with a team of workers that wait in a kernel
-                team = prediction_team(workers - 1)
-                team.prepare(self.dtype)
-                work = Workspace(self, chunk, slots=team.n_workers + 1)
-                if kernels.predict(
-                    X_input.dense, None, self.params, self.layers, work.acts, work.rows, chunk, out,
-                    _NO_LABELS if labels is None else labels, team.board, 0,
-                ) != kernels.PREDICT_DONE:
-                    raise RuntimeError("A prediction worker thread failed.") from team.error
-                return out
-
-            def predict_rows(start, stop):
-                # a block shorter than a chunk is one (the last) chunk
-                work = Workspace(self, min(chunk, stop - start))
-                kernels.predict(
-                    *X_input.row_block(start, stop),
-                    self.params, self.layers, work.acts, work.rows, work.capacity, out[start:stop],
-                    _NO_LABELS if labels is None else labels[start:stop], _NO_BOARD, 0,
-                )
-
-            run(predict_rows, chunk_blocks(n_samples, chunk, workers))
-        return out
-
-    def _objective(self, X_input, Y, sample_weight, alpha=0.0, loss_scale=1.0, work=None, run=None):
-        """Full-data objective and its gradient at the current parameters.
-
-        Parameters
-        ----------
-        X_input : KernelInput
-            Input rows.
-        Y : ndarray of shape (n_samples, n_outputs)
-            Targets in the network's dtype.
-        sample_weight : ndarray of shape (n_samples,)
-            Weights in the network's dtype.
-        alpha : float, default=0.0
-            L2 strength; the penalty is ``alpha / 2 * ||W||^2 / sum(sample_weight)``.
-        loss_scale : float, default=1.0
-            Factor on the data term (scikit-learn reports squared error
-            averaged over outputs).
-        work : ObjectiveWorkspace, default=None
-            Buffers to reuse across calls.
-        run : callable, default=None
-            How the blocks of rows run, from :meth:`_objective_threads` held
-            over a series of calls (an optimizer's); None decides for this
-            call alone.
-
-        Returns
-        -------
-        loss : float
-        grad : ndarray of shape (n_params,)
-            View of the workspace's gradient buffer (copy it to keep it).
-        """
-        if work is None:
-            work = self._objective_workspace(X_input.n_samples)
-        if run is None:
-            with self._objective_threads(work) as run:
-                return self._objective(X_input, Y, sample_weight, alpha, loss_scale, work, run)
-        eps = float(np.finfo(self.dtype).eps)
-        if len(work.blocks) == 1:
-            block = work.blocks[0]
-            loss = kernels.loss_and_gradient(
-                *X_input.arrays, Y, sample_weight, self.params, self.layers,
-                block.acts, block.deltas, block.grads, block.scratch, block.rows, block.capacity,
-                float(alpha), self.loss_code, float(loss_scale), eps, self.bias,
-            )
-            return loss, block.grads
-        sums = {}
-
-        def raw_block(start, stop):
-            block = work.blocks[work.bounds.index(start)]
-            sums[start] = kernels.raw_loss_and_gradient(
-                *X_input.row_block(start, stop), Y[start:stop], sample_weight[start:stop],
-                self.params, self.layers, block.acts, block.deltas, block.grads, block.scratch,
-                block.rows, block.capacity, self.loss_code, eps,
-            )
-
-        run(raw_block, work.bounds)
-        grads = work.blocks[0].grads
-        data_loss, weight_sum = sums[0]
-        for start, block in zip(work.bounds[1:-1], work.blocks[1:]):
-            grads += block.grads
-            data_loss += sums[start][0]
-            weight_sum += sums[start][1]
-        loss = kernels.finish_loss_and_gradient(
-            grads, self.params, self.layers, data_loss, weight_sum, float(alpha), float(loss_scale), self.bias
-        )
-        return loss, grads
-
-    @contextlib.contextmanager
-    def _objective_threads(self, work):
-        """Thread use of objective calls on ``work``, held while the block runs; yields ``run``.
-
-        Held over a whole optimization, so that the BLAS threads stay as
-        chosen between calls too (an optimizer's own BLAS calls between
-        objective calls would otherwise wake BLAS threads that then compete
-        with the workers: L-BFGS on 5000 x 30-50-1 took 0.30 s instead of 0.22 s).
-        """
-        n_rows, chunk = work.bounds[-1], work.blocks[0].capacity
-        release_prediction_workers()
-        with row_blocks(n_rows, self.layer_units, chunk, len(work.blocks)) as (_, run):
-            yield run
-
-    def _objective_workspace(self, n_samples):
-        """Buffers for :meth:`_objective` over ``n_samples`` rows."""
-        return ObjectiveWorkspace(self, n_samples)
-
-    # ------------------------------------------------------------------
-    # Public API on user arrays
-
-    def _check_X(self, X):
-        X = check_array(X, accept_sparse=["csr", "csc"], dtype=self.dtype)
-        if X.shape[1] != self.layer_units[0]:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but the network's input layer has "
-                f"{self.layer_units[0]} units."
-            )
-        return KernelInput(X, self.dtype)
-
-    def _check_targets(self, X_input, Y, sample_weight):
-        Y = check_array(Y, ensure_2d=False, dtype=self.dtype)
-        if Y.ndim == 1:
-            Y = Y.reshape(-1, 1)
-        if Y.shape != (X_input.n_samples, self.layer_units[-1]):
-            raise ValueError(
-                f"Y has shape {Y.shape}, expected ({X_input.n_samples}, {self.layer_units[-1]})."
-            )
-        sample_weight = _check_sample_weight(
-            sample_weight, np.empty((X_input.n_samples, 0)), dtype=self.dtype, ensure_non_negative=True
-        )
-        return np.ascontiguousarray(Y), np.ascontiguousarray(sample_weight)
+    # Backpropagation on user arrays
 
     def init_weights(self, random_state=None):
         """Draw Glorot-uniform weights and intercepts, as scikit-learn's MLP does.
@@ -692,7 +336,7 @@ class Network:
         output : ndarray of shape (n_samples, n_outputs)
             The last layer's activations ``A[L]``.
         """
-        return self._output(self._check_X(X))
+        return _engine.predict(self, validate_input(self, X))
 
     def _split_rows(self, buffer, n_rows):
         """Per-layer (n_rows, fan_out) copies of a work buffer filled for n_rows rows."""
@@ -720,9 +364,9 @@ class Network:
         A : list of ndarray
             ``A[0]`` is X (as validated) and ``A[l]`` layer l's activation.
         """
-        X_input = self._check_X(X)
+        X_input = validate_input(self, X)
         n_rows = X_input.n_samples
-        work = Workspace(self, max(n_rows, 1))
+        work = _engine.Workspace(self, max(n_rows, 1))
         zs = np.empty_like(work.acts)
         rows = np.arange(n_rows, dtype=np.int64)
         kernels.forward_recording(
@@ -754,10 +398,10 @@ class Network:
             ``"dZ"``, ``"dW"``, ``"db"``, and ``"dA"``, whose last entry is
             dJ/dA[L] for squared error and None for the other losses.
         """
-        X_input = self._check_X(X)
-        Y, sample_weight = self._check_targets(X_input, Y, sample_weight)
+        X_input = validate_input(self, X)
+        Y, sample_weight = validate_targets(self, X_input, Y, sample_weight)
         n_rows = X_input.n_samples
-        work = Workspace(self, max(n_rows, 1))
+        work = _engine.Workspace(self, max(n_rows, 1))
         zs, dAs = np.empty_like(work.acts), np.zeros_like(work.deltas)
         rows = np.arange(n_rows, dtype=np.int64)
         loss = kernels.batch_loss_and_gradient_recording(
@@ -814,9 +458,9 @@ class Network:
         grad : ndarray of shape (n_params,)
             dJ/dparams in the layout of ``params``.
         """
-        X_input = self._check_X(X)
-        Y, sample_weight = self._check_targets(X_input, Y, sample_weight)
-        loss, grad = self._objective(X_input, Y, sample_weight, alpha)
+        X_input = validate_input(self, X)
+        Y, sample_weight = validate_targets(self, X_input, Y, sample_weight)
+        loss, grad = _engine.Objective(self, X_input, Y, sample_weight, alpha)()
         return loss, grad.copy()
 
     def step(self, X, Y, learning_rate, sample_weight=None, alpha=0.0):
@@ -835,10 +479,9 @@ class Network:
             The objective before the step.
         """
         _check_descent_settings(learning_rate, alpha)
-        X_input = self._check_X(X)
-        Y, sample_weight = self._check_targets(X_input, Y, sample_weight)
-        work = self._objective_workspace(X_input.n_samples)
-        loss, grad = self._objective(X_input, Y, sample_weight, alpha, work=work)
+        X_input = validate_input(self, X)
+        Y, sample_weight = validate_targets(self, X_input, Y, sample_weight)
+        loss, grad = _engine.Objective(self, X_input, Y, sample_weight, alpha)()
         no_velocity = np.zeros(self.n_params, dtype=self.dtype)
         kernels.sgd_step(
             self.params, grad, no_velocity, self.dtype.type(learning_rate), self.dtype.type(0), False
@@ -873,18 +516,34 @@ class Network:
         if mode not in ("standard", "accumulated"):
             raise ValueError(f"mode must be 'standard' or 'accumulated', got {mode!r}.")
         _check_descent_settings(learning_rate, alpha, momentum, n_epochs)
-        X_input = self._check_X(X)
-        Y, sample_weight = self._check_targets(X_input, Y, sample_weight)
+        X_input = validate_input(self, X)
+        Y, sample_weight = validate_targets(self, X_input, Y, sample_weight)
         n_samples = X_input.n_samples
-        batch_size = 1 if mode == "standard" else n_samples
+        order = np.arange(n_samples, dtype=np.int64)
+        if mode == "standard":
+            # a row of weight 0 carries no gradient: as a mini-batch of its own it would divide 0 by 0
+            order = order[sample_weight[order] > 0]
+            batch_size = 1
+        else:
+            batch_size = n_samples
         optimizer = StochasticOptimizer(
             "sgd", self.n_params, self.dtype, learning_rate, momentum=momentum, nesterov=False
         )
-        work = EpochWorkspace(self, batch_size, sparse=X_input.sparse)
-        order = np.arange(n_samples, dtype=np.int64)
-        with training_threads(batch_size, self.layer_units, X_input.inputs_per_row) as team:
-            return [
-                run_epoch(self, X_input, Y, sample_weight, order, batch_size, work, optimizer,
-                          alpha, 1.0, team) / n_samples
-                for _ in range(n_epochs)
-            ]
+        # trained in a copy: a call that diverges leaves the network as it was
+        params = aligned_empty(self.n_params, self.dtype)
+        params[:] = self.params
+        losses = []
+        with _engine.EpochTrainer(
+            self, params, X_input, Y, sample_weight, batch_size, optimizer, alpha
+        ) as trainer:
+            for epoch in range(n_epochs):
+                loss = trainer.run(order) / order.shape[0]
+                if not (np.isfinite(loss) and np.isfinite(params).all()):
+                    raise ValueError(
+                        f"Training diverged in epoch {epoch + 1} (the loss became {loss}); the "
+                        "network was left as it was before this call. Try a smaller "
+                        "learning_rate or scaling X."
+                    )
+                losses.append(loss)
+        self.publish(params)
+        return losses

@@ -1,4 +1,4 @@
-"""Python drivers between epochs: optimizer state and schedules, one kernel call per epoch.
+"""Optimizer state and learning-rate schedules of the stochastic solvers.
 
 The state of an optimizer (velocities, Adam's moments) is a flat buffer of
 the parameters' shape, so every update is one fused loop in
@@ -119,51 +119,3 @@ class StochasticOptimizer:
         if verbose:
             print(msg + " Setting learning rate to %f" % self.learning_rate)
         return False
-
-
-def run_epoch(network, X_input, Y, sample_weight, order, batch_size, work, optimizer, alpha, loss_scale, team):
-    """Train ``network`` for one epoch over the rows ``order``; return the summed batch loss.
-
-    Mini-batches of one dense row take ``kernels.train_epoch_one_row``, which
-    fuses each row's passes (measured on a 20-32-1 float64 network with sgd:
-    1.95 us per row through ``train_epoch``, 0.68 us through it when it was
-    written, 0.45-0.5 us now); everything
-    else takes ``kernels.train_epoch``, whose parts of each mini-batch
-    (``work.n_parts``) the :class:`~fastbp._threads.EpochTeam` ``team`` runs.
-    The order and the hyper-parameters are copied into ``work``, whose
-    arrays the team's workers read at every epoch.
-    """
-    common = (
-        float(alpha), network.loss_code, float(loss_scale),
-        float(np.finfo(network.dtype).eps), network.bias,
-    )
-    state = (*optimizer.kernel_state(), optimizer.step_counter)
-    if batch_size == 1 and not X_input.sparse:
-        n_units = sum(network.layer_units[1:])
-        return kernels.train_epoch_one_row(
-            X_input.dense, Y, sample_weight, order, network.params, network.layers,
-            work.acts[0, :n_units], work.deltas[0, :n_units], *common, optimizer.hyper(), *state,
-        )
-    if work.order is None or work.order.shape != order.shape:
-        work.order = np.empty_like(order)
-    work.order[:] = order
-    work.hyper[:] = optimizer.hyper()
-    arrays = (
-        *X_input.arrays, Y, sample_weight, work.order, batch_size,
-        network.params, network.layers, work.acts, work.deltas, work.grads,
-        work.Xb, work.Yb, work.swb, work.rows, work.part_sums, *common, work.hyper, *state,
-    )
-
-    def epoch(parts):
-        return kernels.train_epoch(*arrays, parts, work.sync)
-
-    return team.run(epoch, work.sync, _identity(arrays))
-
-
-def _identity(value):
-    """``value`` with every array replaced by its id (tuples element by element)."""
-    if isinstance(value, np.ndarray):
-        return id(value)
-    if isinstance(value, tuple):
-        return tuple(map(_identity, value))
-    return value

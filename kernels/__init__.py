@@ -5,7 +5,6 @@ above check everything once and pass arrays of one dtype down.
 """
 
 from ._jit import CACHE_DIR, SOURCES_HASH
-from ._sync import pass_token
 from .activations import ACTIVATION_CODES, add_bias_and_activate, multiply_by_derivative
 from .losses import CANONICAL_OUTPUT, LOSS_CODES, output_delta, weighted_loss_sum
 from .network import (
@@ -17,22 +16,7 @@ from .network import (
     squared_coef_norm,
 )
 from .optimizers import adam_step, sgd_step
-from .prediction import (
-    BOARD_BUSY,
-    BOARD_CLAIM,
-    BOARD_IDLE_SPINS,
-    BOARD_ITEMSIZE,
-    BOARD_SERVED,
-    BOARD_SIZE,
-    BOARD_STOP,
-    MAX_CHUNKS,
-    MAX_SLOTS,
-    PREDICT_DONE,
-    SERVE_OTHER_DTYPE,
-    SERVE_STOPPED,
-    abandon_chunk,
-    predict,
-)
+from .prediction import predict
 from .training import (
     N_HYPER,
     batch_loss_and_gradient_recording,
@@ -45,24 +29,11 @@ from .training import (
 
 __all__ = [
     "ACTIVATION_CODES",
-    "BOARD_BUSY",
-    "BOARD_CLAIM",
-    "BOARD_IDLE_SPINS",
-    "BOARD_ITEMSIZE",
-    "BOARD_SERVED",
-    "BOARD_SIZE",
-    "BOARD_STOP",
     "CACHE_DIR",
     "CANONICAL_OUTPUT",
     "LOSS_CODES",
-    "MAX_CHUNKS",
-    "MAX_SLOTS",
     "N_HYPER",
-    "PREDICT_DONE",
-    "SERVE_OTHER_DTYPE",
-    "SERVE_STOPPED",
     "SOURCES_HASH",
-    "abandon_chunk",
     "adam_step",
     "add_bias_and_activate",
     "backward",
@@ -75,7 +46,6 @@ __all__ = [
     "loss_and_gradient",
     "multiply_by_derivative",
     "output_delta",
-    "pass_token",
     "predict",
     "raw_loss_and_gradient",
     "sgd_step",

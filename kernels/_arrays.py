@@ -1,4 +1,4 @@
-"""Array helpers Numba lacks: a cheap 2-D view of a 1-D buffer, an array at an address, and a prefetch hint.
+"""Array helpers Numba lacks: a cheap 2-D view of a 1-D buffer and a prefetch hint.
 
 A 2-D view of a 1-D buffer without Numba's general reshape:
 
@@ -7,10 +7,6 @@ A 2-D view of a 1-D buffer without Numba's general reshape:
 buffers per mini-batch (per row in the one-row kernel), where that adds up
 (20-32-1, one row at a time: ~10 views per row). :func:`matrix_view` builds
 the view of a C-contiguous buffer directly (~1 ns).
-
-:func:`vector_at` makes an array of memory another thread published by its
-address, so that a worker thread that stays in a kernel can take part in
-calls on new arrays (see ``kernels.prediction``).
 
 :func:`prefetch_row` asks the CPU to start loading a row of a large array
 that a loop will read next, so that a row drawn at random from a matrix
@@ -89,35 +85,3 @@ def prefetch_row(typingctx, array, row):
         return context.get_dummy_value()
 
     return types.none(array, row), codegen
-
-
-@intrinsic
-def vector_at(typingctx, address, like, length):
-    """Unchecked 1-D C array of ``like``'s dtype: the ``length`` items at the memory ``address``.
-
-    The array owns nothing: whoever published ``address`` keeps the memory
-    allocated while the array is in use.
-    """
-    if not (isinstance(address, types.Integer) and isinstance(like, types.Array)
-            and isinstance(length, types.Integer)):
-        return None
-    signature = types.Array(like.dtype, 1, "C")(address, like, length)
-
-    def codegen(context, builder, sig, args):
-        address_value, _, length_value = args
-        data_type = context.get_data_type(like.dtype)
-        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(data_type))
-        start = context.cast(builder, address_value, sig.args[0], types.intp)
-        length = context.cast(builder, length_value, sig.args[2], types.intp)
-        view = make_array(sig.return_type)(context, builder)
-        populate_array(
-            view,
-            data=builder.inttoptr(start, data_type.as_pointer()),
-            shape=cgutils.pack_array(builder, [length]),
-            strides=cgutils.pack_array(builder, [itemsize]),
-            itemsize=itemsize,
-            meminfo=None,
-        )
-        return view._getvalue()
-
-    return signature, codegen

@@ -120,28 +120,27 @@ def train_epoch(
     X, csr, Y, sample_weight, order, batch_size,
     params, layers, acts, deltas, grads, Xb, Yb, swb, rows, part_sums,
     alpha, loss_code, loss_scale, eps, fit_intercepts,
-    hyper, velocity, first_moment, second_moment, step_counter, parts, sync,
+    hyper, velocity, first_moment, second_moment, step_counter, thread, n_threads, sync,
 ):
     """Train one epoch over the rows ``order`` in mini-batches of ``batch_size``.
 
     Each mini-batch is cut into ``n_parts`` (the first dimension of the work
     buffers) consecutive parts of its rows. Every part's forward and backward
-    passes give raw gradient sums; these are added up part by part, and the
-    optimizer steps the flat buffer in ``n_parts`` ranges, each range's
-    ``||W||^2`` summed apart. The parts and ranges are computed by the call
-    itself (``parts`` lists them all) or, one part and its range each, by
-    ``n_parts`` calls running at once in threads, which meet at two barriers
-    per mini-batch (:func:`kernels._sync.meet`). Both ways do the same
-    arithmetic, so the results do not depend on the threads; with one part
-    it is scikit-learn's, up to the order of the terms of the sums.
+    passes give raw gradient sums; these are added up part by part, in part
+    order, and the optimizer steps the flat buffer in ``n_parts`` ranges,
+    each range's ``||W||^2`` summed apart. ``n_threads`` calls running at
+    once share the parts and ranges: thread ``t`` computes those numbered
+    ``t``, ``t + n_threads``, ..., and the threads meet at two barriers per
+    mini-batch (:func:`kernels._sync.meet`). The arithmetic of a part does
+    not depend on the thread that computes it, so the results do not depend
+    on ``n_threads``; with one part they are scikit-learn's, up to the order
+    of the terms of the sums.
 
-    A call for a part other than 0 is a worker: it runs its part of every
-    epoch that the call running part 0 starts (``order`` and ``hyper`` are
-    read anew at each; the caller rewrites them in place between epochs)
-    until the abort flag is raised. A worker that stays in the kernel
-    between epochs keeps its core: a thread woken for each epoch was
-    measured to be placed on part 0's core (digits: 1.7 ms per epoch
-    instead of 0.9 ms).
+    Thread 0 runs one epoch per call. Any other thread is a worker: it runs
+    its parts of every epoch that thread 0 starts (``order`` and ``hyper``
+    are read anew at each; the caller rewrites them in place between
+    epochs) until the abort flag is raised, so that no thread is woken
+    between the epochs of a fit.
 
     Parameters
     ----------
@@ -193,12 +192,14 @@ def train_epoch(
     step_counter : ndarray of shape (1,)
         Adam's step count t, advanced once per batch (by the call that
         runs part 0).
-    parts : ndarray of int64
-        The parts this call computes: all of them, or one.
-    sync : ndarray of shape (n_parts + 2,) of int64
+    thread : int
+        This call's thread number, from 0 to ``n_threads - 1``.
+    n_threads : int
+        Threads that share the epoch, at most ``n_parts``.
+    sync : ndarray of shape (n_threads + 2,) of int64
         Barrier counters, abort flag and epochs started (see
         ``kernels._sync``), zero before the first epoch of the workers
-        (unused when ``parts`` lists every part).
+        (unused with one thread).
 
     Returns
     -------
@@ -210,8 +211,8 @@ def train_epoch(
     n_parts = acts.shape[0]
     capacity = rows.shape[1]
     n_params = params.shape[0]
-    threaded = parts.shape[0] < n_parts
-    worker = threaded and parts[0] != 0
+    threaded = n_threads > 1
+    worker = thread != 0
     dtype = params.dtype.type
     typed_alpha = dtype(alpha)
     n_coefs = layers[0, INTERCEPT_OFFSET]
@@ -219,12 +220,12 @@ def train_epoch(
     epochs = 0
     # a worker loops over epochs here: the epoch's code is written once in this
     # function (as a separate helper it cost 1.1 s more of first compile)
-    while not worker or wait_for_epoch(sync, n_parts, epochs + 1):
-        reached = 0  # barriers this part has met in earlier epochs: the count goes on
+    while not worker or wait_for_epoch(sync, n_threads, epochs + 1):
+        reached = 0  # barriers this thread has met in earlier epochs: the count goes on
         if threaded:
-            reached = sync[parts[0]]
-            if parts[0] == 0:  # start the epoch for the workers
-                store_release(sync, n_parts + 1, sync[n_parts + 1] + 1)
+            reached = sync[thread]
+            if not worker:  # start the epoch for the workers
+                store_release(sync, n_threads + 1, sync[n_threads + 1] + 1)
         learning_rate = dtype(hyper[LEARNING_RATE])
         momentum = dtype(hyper[MOMENTUM])
         nesterov = hyper[NESTEROV] != 0
@@ -234,7 +235,7 @@ def train_epoch(
         for start in range(0, n_train, batch_size):
             n_rows = min(batch_size, n_train - start)
             n_batches += 1
-            for p in parts:
+            for p in range(thread, n_parts, n_threads):
                 part_start = start + part_bound(n_rows, p, n_parts)
                 part_rows = start + part_bound(n_rows, p + 1, n_parts) - part_start
                 batch_rows = rows[p, :part_rows]
@@ -259,14 +260,14 @@ def train_epoch(
                 else:
                     grads[p, :] = 0
                     part_sums[p, 0], part_sums[p, 1] = 0.0, 0.0
-            if threaded and not meet(sync, parts[0], n_parts, reached + 2 * n_batches - 1):
+            if threaded and not meet(sync, thread, n_threads, reached + 2 * n_batches - 1):
                 return np.nan
             data_loss, weight_sum = 0.0, 0.0
             for p in range(n_parts):
                 data_loss += part_sums[p, 0]
                 weight_sum += part_sums[p, 1]
             typed_sum = dtype(weight_sum)
-            for p in parts:
+            for p in range(thread, n_parts, n_threads):
                 range_start = parameter_bound(n_params, p, n_parts)
                 range_stop = parameter_bound(n_params, p + 1, n_parts)
                 total_range = total_grads[range_start:range_stop]  # views looped from 0 vectorise
@@ -286,13 +287,13 @@ def train_epoch(
                         params, total_grads, velocity, learning_rate, momentum, nesterov, typed_alpha,
                         typed_sum, n_coefs, fit_intercepts, range_start, range_stop,
                     )
-            if threaded and not meet(sync, parts[0], n_parts, reached + 2 * n_batches):
+            if threaded and not meet(sync, thread, n_threads, reached + 2 * n_batches):
                 return np.nan
             penalty = 0.0
             for p in range(n_parts):
                 penalty += part_sums[p, 2]
             loss_sum += reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale) * n_rows
-        if first_moment is not None and parts[0] == 0:
+        if first_moment is not None and not worker:
             step_counter[0] = first_step + n_batches
         epochs += 1
         if not worker:

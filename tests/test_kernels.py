@@ -20,7 +20,7 @@ from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOpti
 
 import naive
 from fastbp import kernels as K
-from fastbp._threads import EpochTeam
+from fastbp._parallel import EpochTeam
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -191,7 +191,7 @@ def kernel_predict(p, capacity, sparse, X=None, labels=False):
     rows = np.full(capacity, -1, dtype=np.int64)
     out = np.full((X.shape[0], p.sizes[-1]), np.nan, dtype=p.dtype)
     found = np.full(X.shape[0] if labels else 0, -1, dtype=np.int64)
-    K.predict(Xk, csr, p.params, p.layers, acts, rows, capacity, out, found, np.empty(0, dtype=np.int64), 0)
+    K.predict(Xk, csr, p.params, p.layers, acts, rows, capacity, out, found)
     return (found, out) if labels else out
 
 
@@ -204,9 +204,9 @@ def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solv
                        spare_rows=2, one_row=False, n_parts=1, threads=1):
     """One epoch of ``K.train_epoch`` (or, with ``one_row``, of ``K.train_epoch_one_row``).
 
-    Each mini-batch is cut into ``n_parts`` parts, computed by one call or,
-    with ``threads=n_parts``, by one call per part in threads that meet at
-    the kernel's barriers (``fastbp._threads.EpochTeam``).
+    Each mini-batch is cut into ``n_parts`` parts, computed by one call or
+    shared by ``threads`` calls in threads that meet at the kernel's
+    barriers (``fastbp._parallel.EpochTeam``).
     """
     if one_row:
         assert batch_size == 1 and not sparse
@@ -226,20 +226,20 @@ def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solv
     swb = np.full((n_parts, capacity), np.nan, dtype=p.dtype)
     rows = np.full((n_parts, capacity), -1, dtype=np.int64)
     part_sums = np.full((n_parts, 3), np.nan)
-    sync = np.full(n_parts + 2, -1, dtype=np.int64)  # the team zeroes it when threads share the parts
+    sync = np.full(threads + 2, -1, dtype=np.int64)  # the team zeroes it when threads share the parts
+    team = EpochTeam(threads, sync)
 
-    def epoch(parts):
+    def epoch(thread, n_threads):
         return K.train_epoch(
             Xk, csr, p.Y, p.sample_weight, order, batch_size,
             p.params, p.layers, acts, deltas, grads, Xb, Yb, swb, rows, part_sums,
             float(alpha), p.loss_code, float(p.loss_scale), p.eps, fit_intercepts,
             np.asarray(hyper, dtype=np.float64), *solver_state(solver, state_a, state_b), t,
-            parts, sync,
+            thread, n_threads, team.sync,
         )
 
-    team = EpochTeam(n_parts, threads)
     try:
-        return team.run(epoch, sync, key=())
+        return team.run(epoch)
     finally:
         team.close()
 
@@ -768,9 +768,10 @@ EPOCH_IDS = ["batch1-plain", "batch4-weighted-alpha-nointercepts-subset", "batch
 
 
 # the parts of each mini-batch: one; two computed by one call; two computed by
-# two threads (with a batch of one row, the first part is empty)
-PARTS = [(1, 1), (2, 1), (2, 2)]
-PART_IDS = ["one-part", "two-parts", "two-threads"]
+# two threads; three shared by two threads and four by three (with a batch of
+# one row, all parts but one are empty)
+PARTS = [(1, 1), (2, 1), (2, 2), (3, 2), (4, 3)]
+PART_IDS = ["one-part", "two-parts", "two-threads", "three-parts-two-threads", "four-parts-three-threads"]
 
 
 @dtypes

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from sklearn.datasets import make_classification, make_regression
 
 import fastbp
-from fastbp import MLPClassifier, MLPRegressor, Network, check_gradients
+from fastbp import MLPClassifier, MLPRegressor, Network, _engine, check_gradients
 
 
 def golden_network():
@@ -210,15 +210,15 @@ def test_check_gradients_detects_a_wrong_gradient(monkeypatch):
     net = Network((3, 4, 2), activation="tanh").init_weights(rng)
     assert max(e["coefs"] for e in check_gradients(net, X, Y)) < 1e-6
 
-    original = Network._objective
+    original = _engine.Objective.__call__
 
     def objective_with_wrong_output_layer_gradient(self, *args, **kwargs):
         loss, grad = original(self, *args, **kwargs)
-        start = self.layers[1, 2]
+        start = self.network.layers[1, 2]
         grad[start : start + 8] *= 1.01  # a 1% error in W[2]
         return loss, grad
 
-    monkeypatch.setattr(Network, "_objective", objective_with_wrong_output_layer_gradient)
+    monkeypatch.setattr(_engine.Objective, "__call__", objective_with_wrong_output_layer_gradient)
     errors = check_gradients(net, X, Y)
     assert errors[0]["coefs"] < 1e-6  # layer 1 untouched
     assert errors[1]["coefs"] > 1e-3
@@ -437,9 +437,10 @@ def test_owns_only_the_views_it_made_unchanged():
 
 @pytest.mark.parametrize("out_activation", ["logistic", "identity"])
 def test_labels_need_a_softmax_output_layer(out_activation):
-    from fastbp._network import KernelInput
+    from fastbp import _engine
 
     net = Network((4, 3), out_activation=out_activation)
-    X = KernelInput(np.zeros((2, 4)), np.float64)
+    X = _engine.KernelInput(np.zeros((2, 4)), np.float64)
     with pytest.raises(ValueError, match="labels need a softmax output layer"):
-        net._output(X, labels=np.empty(2, dtype=np.int64))
+        _engine.predict(net, X, labels=np.empty(2, dtype=np.int64))
+

@@ -41,7 +41,8 @@ from sklearn.neural_network import MLPRegressor as SkMLPRegressor
 
 from fastbp import MLPClassifier as FbMLPClassifier
 from fastbp import MLPRegressor as FbMLPRegressor
-from fastbp._network import ObjectiveWorkspace
+from fastbp import _engine
+from fastbp._engine import KernelInput
 from reference import STRING_LABELS_WITH_EARLY_STOPPING
 
 # ---------------------------------------------------------------------------
@@ -744,14 +745,16 @@ def test_lbfgs(case):
 
 
 @pytest.mark.parametrize("task, sample_weight", [("multiclass", "float"), ("regression", None)])
-def test_lbfgs_objective_in_two_blocks_of_rows(task, sample_weight):
-    """Rows enough for the objective to be summed in two blocks (ObjectiveWorkspace)."""
+def test_lbfgs_objective_in_blocks_of_rows(task, sample_weight):
+    """Rows enough for the objective to be summed in several blocks (engine.Objective)."""
     X, y, X_test = make_data(task, n_samples=1500, n_features=30, seed=17)
     sw = make_weights(sample_weight, X.shape[0], seed=17)
     params = _lbfgs_params(task, hidden_layer_sizes=(40,))
     sk, fb, _ = fit_both(task, params, X, y, sw)
-    work = ObjectiveWorkspace(fb._get_network(), X.shape[0])
-    assert len(work.blocks) == 2
+    network = fb._get_network()
+    Y = np.zeros((X.shape[0], network.layer_units[-1]), dtype=network.dtype)
+    objective = _engine.Objective(network, KernelInput(X, network.dtype), Y, np.ones(X.shape[0]))
+    assert len(objective.blocks) > 1
     assert_parity(sk, fb, [X, X_test], rtol=LBFGS_RTOL, atol=LBFGS_ATOL,
                   loss_rtol=LBFGS_LOSS_RTOL)
 

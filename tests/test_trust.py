@@ -58,7 +58,9 @@ from threadpoolctl import threadpool_limits
 
 import fastbp
 import fastbp._multilayer_perceptron as mlp_module
-from fastbp._network import Network, available_memory
+from fastbp import _engine
+from fastbp._engine import available_memory
+from fastbp._network import Network
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -129,7 +131,9 @@ def freeze(obj, depth=0):
     if isinstance(obj, np.dtype):
         return ("dtype", obj.str)
     if hasattr(obj, "__dict__"):
-        return (type(obj).__qualname__, freeze(vars(obj), depth + 1))
+        # the state pickling sees: run-time counters such as Network.version are not state
+        state = obj.__getstate__() if hasattr(obj, "__getstate__") else vars(obj)
+        return (type(obj).__qualname__, freeze(state, depth + 1))
     return ("repr", type(obj).__qualname__, repr(obj))
 
 
@@ -787,16 +791,21 @@ def _diverging(cause, solver):
     return dict(max_iter=50, n_iter_no_change=1000), lambda X: X * 1e200
 
 
+def spy_on_epochs(monkeypatch, spy):
+    """Make ``spy(trainer, order)`` run every epoch instead of ``EpochTrainer.run``."""
+    monkeypatch.setattr(_engine.EpochTrainer, "run", lambda trainer, order: spy(trainer, order))
+
+
 class EpochSpy:
-    """Wraps run_epoch: counts calls and records whether each epoch ended finite."""
+    """Wraps EpochTrainer.run: counts calls and records whether each epoch ended finite."""
 
     def __init__(self):
         self.finite = []
-        self.real = mlp_module.run_epoch
+        self.real = _engine.EpochTrainer.run
 
-    def __call__(self, network, *args, **kwargs):
-        loss_sum = self.real(network, *args, **kwargs)
-        self.finite.append(bool(np.isfinite(loss_sum) and np.isfinite(network.params).all()))
+    def __call__(self, trainer, order):
+        loss_sum = self.real(trainer, order)
+        self.finite.append(bool(np.isfinite(loss_sum) and np.isfinite(trainer.params).all()))
         return loss_sum
 
 
@@ -814,7 +823,7 @@ def test_divergence_stops_at_once_with_a_clear_error_and_changes_nothing(
         assert type(their_error) is ValueError
 
     spy = EpochSpy()
-    monkeypatch.setattr(mlp_module, "run_epoch", spy)
+    spy_on_epochs(monkeypatch, spy)
     # a fresh model stays unfitted
     est = build(fastbp, kind, solver=solver, **params)
     before = dict(vars(est))
@@ -881,25 +890,25 @@ def test_lbfgs_with_a_non_finite_loss_raises_and_changes_nothing(kind):
 
 
 class InterruptAt:
-    """Wraps run_epoch; raises KeyboardInterrupt on call ``k``, before or after the real epoch."""
+    """Wraps EpochTrainer.run; raises KeyboardInterrupt on call ``k``, before or after the real epoch."""
 
     def __init__(self, k, when):
         self.k, self.when = k, when
         self.calls = 0
-        self.real = mlp_module.run_epoch
+        self.real = _engine.EpochTrainer.run
         self.initial = None
         self.moved = None
 
-    def __call__(self, network, *args, **kwargs):
+    def __call__(self, trainer, order):
         self.calls += 1
         if self.calls == 1:
-            self.initial = network.params.copy()
+            self.initial = trainer.params.copy()
         if self.calls == self.k and self.when == "before":
             raise KeyboardInterrupt
-        before = network.params.copy()
-        result = self.real(network, *args, **kwargs)
+        before = trainer.params.copy()
+        result = self.real(trainer, order)
         if self.calls == self.k and self.when == "after":
-            self.moved = not np.array_equal(before, network.params)
+            self.moved = not np.array_equal(before, trainer.params)
             raise KeyboardInterrupt
         return result
 
@@ -936,7 +945,7 @@ def test_interrupted_fit_keeps_the_complete_epochs(monkeypatch, kind, solver, k,
     X, y = make_data(kind, n_samples=60)
     params = dict(solver=solver, max_iter=10, early_stopping=early_stopping, batch_size=16)
     interrupt = InterruptAt(k, when)
-    monkeypatch.setattr(mlp_module, "run_epoch", interrupt)
+    spy_on_epochs(monkeypatch, interrupt)
     est = build(fastbp, kind, **params)
     with pytest.warns(UserWarning, match=r"^Training interrupted by user\.$"):
         est.fit(X, y)
@@ -959,7 +968,7 @@ def test_interrupted_fit_keeps_the_complete_epochs(monkeypatch, kind, solver, k,
 def test_interrupt_in_the_first_epoch_keeps_the_initial_weights(monkeypatch, kind, when):
     X, y = make_data(kind)
     interrupt = InterruptAt(1, when)
-    monkeypatch.setattr(mlp_module, "run_epoch", interrupt)
+    spy_on_epochs(monkeypatch, interrupt)
     est = build(fastbp, kind, solver="adam")
     with pytest.warns(UserWarning, match="Training interrupted by user."):
         est.fit(X, y)
@@ -975,7 +984,7 @@ def test_interrupted_partial_fit_changes_nothing(monkeypatch, kind, when):
     est = quietly(build(fastbp, kind, solver="sgd").fit, X, y)
     twin = quietly(build(fastbp, kind, solver="sgd").fit, X, y)
     before = snapshot(est, X)
-    monkeypatch.setattr(mlp_module, "run_epoch", InterruptAt(1, when))
+    spy_on_epochs(monkeypatch, InterruptAt(1, when))
     with pytest.warns(UserWarning, match="Training interrupted by user."):
         est.partial_fit(X, y)
     monkeypatch.undo()
@@ -994,7 +1003,7 @@ def test_rollback_creates_no_attributes(monkeypatch, early_stopping):
     the rollback must not create attributes (as None) that did not exist."""
     X, y = make_data("MLPClassifier", n_samples=60)
     params = dict(solver="adam", early_stopping=early_stopping)
-    monkeypatch.setattr(mlp_module, "run_epoch", InterruptAt(3, "after"))
+    spy_on_epochs(monkeypatch, InterruptAt(3, "after"))
     est = build(fastbp, "MLPClassifier", **params)
     with pytest.warns(UserWarning, match="Training interrupted by user."):
         est.fit(X, y)
@@ -1012,7 +1021,7 @@ def test_interrupt_warning_is_sklearns(monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sk_mlp.BaseMultilayerPerceptron, "_update_no_improvement_count", interrupt)
-    monkeypatch.setattr(mlp_module, "run_epoch", InterruptAt(2, "after"))
+    spy_on_epochs(monkeypatch, InterruptAt(2, "after"))
     with warnings.catch_warnings(record=True) as theirs:
         warnings.simplefilter("always")
         build(sk_nn, "MLPRegressor").fit(X, y)
@@ -1090,7 +1099,7 @@ def test_interrupted_lbfgs_propagates_and_changes_nothing(monkeypatch, kind, fit
     if fitted:
         quietly(est.fit, X, y)
     before = snapshot(est, X)
-    real = Network._objective
+    real = _engine.Objective.__call__
     calls = []
 
     def objective(self, *args, **kwargs):
@@ -1099,7 +1108,7 @@ def test_interrupted_lbfgs_propagates_and_changes_nothing(monkeypatch, kind, fit
             raise KeyboardInterrupt
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Network, "_objective", objective)
+    monkeypatch.setattr(_engine.Objective, "__call__", objective)
     with pytest.raises(KeyboardInterrupt):
         est.fit(X, y)
     monkeypatch.undo()
@@ -1155,14 +1164,14 @@ def test_fits_in_threads_equal_serial_fits():
 
 def test_joblib_threading_backend_equals_serial_fits(monkeypatch):
     threads = set()
-    real = mlp_module.run_epoch
+    real = _engine.EpochTrainer.run
 
     def spy(*args, **kwargs):
         threads.add(threading.get_ident())
         return real(*args, **kwargs)
 
     serial = [fit_fingerprint(c) for c in CONCURRENT_CONFIGS]
-    monkeypatch.setattr(mlp_module, "run_epoch", spy)
+    spy_on_epochs(monkeypatch, spy)
     threads.clear()
     parallel = joblib.Parallel(n_jobs=2, backend="threading")(
         joblib.delayed(fit_fingerprint)(c) for c in CONCURRENT_CONFIGS
@@ -1181,13 +1190,13 @@ def test_grid_search_in_threads_equals_serial(monkeypatch):
 
     serial = search(1)
     threads = set()
-    real = mlp_module.run_epoch
+    real = _engine.EpochTrainer.run
 
     def spy(*args, **kwargs):
         threads.add(threading.get_ident())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(mlp_module, "run_epoch", spy)
+    spy_on_epochs(monkeypatch, spy)
     with joblib.parallel_config(prefer="threads"):
         threaded = search(2)
     assert len(threads) >= 2  # the fits ran in this process, in several threads
@@ -1224,7 +1233,7 @@ def test_kernels_release_the_gil(monkeypatch):
     """
     X, y = _big_regression()
     epochs = []
-    real = mlp_module.run_epoch
+    real = _engine.EpochTrainer.run
 
     def timed(*args, **kwargs):
         start = time.perf_counter()
@@ -1235,7 +1244,7 @@ def test_kernels_release_the_gil(monkeypatch):
     est = build(fastbp, "MLPRegressor", solver="sgd", hidden_layer_sizes=(256, 128), max_iter=2,
                 batch_size=200, shuffle=False)
     quietly(est.fit, X[:200], y[:200])  # load the compiled kernels first
-    monkeypatch.setattr(mlp_module, "run_epoch", timed)
+    monkeypatch.setattr(_engine.EpochTrainer, "run", timed)
     with threadpool_limits(1, user_api="blas"):
         stamps = _main_thread_gaps(lambda: quietly(est.fit, X, y))
         control = _main_thread_gaps(lambda: sum(range(20_000_000)))
@@ -1277,11 +1286,10 @@ def test_two_fits_in_threads_use_two_cores(monkeypatch):
     """Two fits in threads take clearly less than twice one fit, where the machine
     can run two threads at once at all (measured first on NumPy's sort, which
     releases the GIL; on a loaded or single-core machine nothing can be shown).
-    Each fit runs in one thread (``FASTBP_BLAS_THREADS=1``): a fit alone
+    Each fit runs in one thread (``threadpool_limits(1)``): a fit alone
     would otherwise share its mini-batches between two threads."""
     if (os.cpu_count() or 1) < 2:
         pytest.skip("one core")
-    monkeypatch.setenv("FASTBP_BLAS_THREADS", "1")
     X, y = _big_regression()
     X, y = X[:4000], y[:4000]
     data = np.random.RandomState(0).uniform(size=2_000_000)
