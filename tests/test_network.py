@@ -444,3 +444,29 @@ def test_labels_need_a_softmax_output_layer(out_activation):
     with pytest.raises(ValueError, match="labels need a softmax output layer"):
         _engine.predict(net, X, labels=np.empty(2, dtype=np.int64))
 
+
+def test_standard_training_skips_rows_of_weight_zero():
+    # a row of weight 0 carries no gradient; as a mini-batch of its own it divided 0 by 0
+    rng = np.random.RandomState(0)
+    X, Y = rng.rand(6, 3), rng.rand(6, 2)
+    weights = np.array([1, 0, 1, 1, 1, 1.0])
+    net = Network((3, 4, 2), activation="tanh").init_weights(0)
+    losses = net.train(X, Y, mode="standard", learning_rate=0.1, sample_weight=weights)
+    assert np.isfinite(losses).all() and np.isfinite(net.params).all()
+    without = Network((3, 4, 2), activation="tanh").init_weights(0)
+    keep = weights > 0
+    assert without.train(X[keep], Y[keep], mode="standard", learning_rate=0.1) == losses
+    np.testing.assert_array_equal(net.params, without.params)
+    with pytest.raises(ValueError, match="at least one non-zero"):
+        net.train(X, Y, mode="standard", sample_weight=np.zeros(6))
+
+
+@pytest.mark.parametrize("mode", ["standard", "accumulated"])
+def test_training_that_diverges_raises_and_leaves_the_network_as_it_was(mode):
+    rng = np.random.RandomState(0)
+    X, Y = rng.rand(6, 3), rng.rand(6, 2)
+    net = Network((3, 4, 2), activation="identity").init_weights(0)
+    before = net.params.copy()
+    with pytest.raises(ValueError, match="diverged in epoch"):
+        net.train(X, Y, mode=mode, learning_rate=1e200, n_epochs=3)
+    np.testing.assert_array_equal(net.params, before)

@@ -371,3 +371,64 @@ def test_a_failing_thread_of_an_epoch_raises_and_the_others_stop(thread_counts, 
     assert sorted(calls) == [0, 1]
     assert not hasattr(model, "coefs_")
 
+
+# --------------------------------------------------------------------------
+# An estimator used from several threads
+
+
+def _predicting_threads(model, X, n_threads=3):
+    """Threads that predict with ``model`` until told to stop; they record every prediction."""
+    stop = threading.Event()
+    seen = []
+
+    def predict_often():
+        while not stop.is_set():
+            seen.append(model.predict_proba(X))
+
+    threads = [threading.Thread(target=predict_often) for _ in range(n_threads)]
+    for thread in threads:
+        thread.start()
+
+    def finish():
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+        return seen
+
+    return finish
+
+
+@pytest.mark.parametrize("call", ["partial_fit", "warm_fit"])
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_predictions_during_failing_calls_see_the_unchanged_model(call):
+    X, y = _classification(np.float64, False, n_samples=400)
+    model = MLPClassifier(hidden_layer_sizes=(64,), solver="sgd", max_iter=5, random_state=0).fit(X, y)
+    want = model.predict_proba(X)
+    X_bad = X * 1e200  # finite, but every epoch on it diverges
+    if call == "warm_fit":
+        model.set_params(warm_start=True)
+    finish = _predicting_threads(model, X)
+    for _ in range(100 if call == "warm_fit" else 300):
+        with pytest.raises(ValueError, match="diverged"):
+            if call == "partial_fit":
+                model.partial_fit(X_bad, y)
+            else:
+                model.fit(X_bad, y)
+    seen = finish()
+    assert seen and sum(not np.array_equal(p, want) for p in seen) == 0
+    np.testing.assert_array_equal(model.predict_proba(X), want)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_predictions_during_successful_calls_see_the_model_before_or_after():
+    X, y = _classification(np.float64, False, n_samples=400)
+    model = MLPClassifier(hidden_layer_sizes=(64,), max_iter=5, random_state=0).fit(X, y)
+    models = [model.predict_proba(X)]
+    finish = _predicting_threads(model, X)
+    for _ in range(50):
+        model.partial_fit(X, y)
+        models.append(model.predict_proba(X))
+    seen = finish()
+    assert seen
+    mixed = [p for p in seen if not any(np.array_equal(p, m) for m in models)]
+    assert mixed == []
