@@ -20,7 +20,9 @@ What is checked here:
   class, bad JSON, missing or extra members, unsupported values, an object
   (pickled) array member;
 - unsupported values raise ``TypeError`` at save time, naming the attribute;
-- pickle and joblib keep working.
+- pickle and joblib keep working;
+- files written by fastbp 0.1.0 (``tests/data/model-files-0.1.0``) load,
+  predict what they predicted then and keep training.
 """
 
 import copy
@@ -29,11 +31,14 @@ import io
 import json
 import pickle
 import zipfile
+from pathlib import Path
 
 import joblib
 import numpy as np
 import pytest
-from numpy.testing import assert_array_equal
+import threadpoolctl
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.datasets import load_diabetes, load_digits
 from sklearn.exceptions import InconsistentVersionWarning
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
@@ -272,6 +277,94 @@ def test_warm_start_with_shared_random_state_continues_exactly(tmp_path):
     reference.fit(X, y)
     loaded.fit(X, y)
     assert_same_estimator(reference, loaded)
+
+
+# ---------------------------------------------------------------------------
+# Files written by earlier versions
+# ---------------------------------------------------------------------------
+
+MODEL_FILES_0_1_0 = Path(__file__).resolve().parent / "data" / "model-files-0.1.0"
+# Exact predictions hold for one BLAS kernel: (OpenBLAS version, CPU kernel) ->
+# the file of what fastbp 0.1.0 predicted under it (see that folder's README).
+EXPECTED_0_1_0 = {
+    ("0.3.30", "Haswell"): "expected-v0.1.0.npz",
+    ("0.3.30", "SkylakeX"): "expected-v0.1.0-skylakex.npz",
+}
+
+
+def scipy_openblas_kernel():
+    """(version, CPU kernel) of SciPy's OpenBLAS, which Numba's np.dot calls; None for another BLAS."""
+    import scipy.linalg  # noqa: F401  (loads SciPy's BLAS, so threadpoolctl lists it)
+
+    for info in threadpoolctl.threadpool_info():
+        if info.get("internal_api") == "openblas" and Path(info["filepath"]).parent.name == "scipy.libs":
+            return info.get("version"), info.get("architecture")
+    return None
+
+
+def data_of_0_1_0(key):
+    """The data each 0.1.0 model file was trained on, as its README says."""
+    if key == "reg":
+        return load_diabetes(return_X_y=True)
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    return (X[:500].astype(np.float32), y[:500]) if key == "sgd" else (X, y)
+
+
+def load_0_1_0(key):
+    name = {"clf": "clf-adam", "reg": "reg-lbfgs", "sgd": "clf-sgd-f32"}[key]
+    return load(MODEL_FILES_0_1_0 / f"{name}-v0.1.0.fbp")
+
+
+@pytest.mark.parametrize("key", ["clf", "reg", "sgd"])
+def test_model_files_of_0_1_0_predict_what_they_did(key):
+    model = load_0_1_0(key)
+    X, _ = data_of_0_1_0(key)
+    predicted = model.predict(X) if key == "reg" else model.predict_proba(X)
+    kernel = scipy_openblas_kernel()
+    if kernel in EXPECTED_0_1_0:
+        expected = np.load(MODEL_FILES_0_1_0 / EXPECTED_0_1_0[kernel])[key]
+        assert predicted.dtype == expected.dtype
+        assert_array_equal(predicted, expected, err_msg=f"BLAS kernel {kernel}")
+    else:  # another BLAS kernel: equal to rounding (2 ulps measured on three kernels)
+        expected = np.load(MODEL_FILES_0_1_0 / "expected-v0.1.0.npz")[key]
+        assert predicted.dtype == expected.dtype
+        assert_allclose(predicted, expected, rtol=1e-5 if key == "sgd" else 1e-12, atol=0,
+                        err_msg=f"BLAS kernel {kernel}")
+
+
+def test_model_file_of_0_1_0_goes_on_with_partial_fit():
+    model = load_0_1_0("sgd")
+    X, y = data_of_0_1_0("sgd")
+    coefs = [c.copy() for c in model.coefs_]
+    velocity = model._optimizer.state_a.copy()
+    curve, t = list(model.loss_curve_), model.t_
+    model.partial_fit(X, y)
+    assert model.t_ == t + X.shape[0]
+    assert model.loss_curve_[:-1] == curve
+    # it goes on from the saved weights (a fresh network starts near log(10) = 2.30)
+    assert curve[-1] - 0.05 < model.loss_curve_[-1] < curve[-1]
+    assert all(c.dtype == np.float32 for c in model.coefs_ + model.intercepts_)
+    assert not np.array_equal(model.coefs_[0], coefs[0])
+    assert not np.array_equal(model._optimizer.state_a, velocity)
+    assert np.isfinite(model._network.params).all()
+
+
+@pytest.mark.parametrize("key", ["clf", "reg"])
+def test_model_files_of_0_1_0_go_on_with_a_warm_started_fit(key):
+    model = load_0_1_0(key)
+    X, y = data_of_0_1_0(key)
+    coefs = [c.copy() for c in model.coefs_]
+    loss, curve = model.loss_, list(getattr(model, "loss_curve_", []))
+    model.set_params(warm_start=True, max_iter=5)
+    model.fit(X, y)
+    assert not np.array_equal(model.coefs_[0], coefs[0])
+    assert np.isfinite(model._network.params).all()
+    if key == "clf":  # adam: five more epochs recorded, going down from where it stopped
+        assert model.loss_curve_[:-5] == curve and len(model.loss_curve_) == len(curve) + 5
+        assert model.loss_curve_[-5] < curve[-1]
+    else:  # L-BFGS starts from the saved weights and lowers their loss
+        assert model.loss_ < loss
 
 
 def test_save_leaves_model_unchanged_and_is_deterministic(tmp_path):
