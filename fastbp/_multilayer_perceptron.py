@@ -7,6 +7,7 @@ compiled call per epoch, one per L-BFGS objective evaluation.
 """
 
 import copy
+import math
 import warnings
 from numbers import Integral, Real
 
@@ -31,7 +32,7 @@ from sklearn.utils.fixes import parse_version, sp_version
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.optimize import _check_optimize_result
-from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import kernels
@@ -116,6 +117,46 @@ def _combine_weights(sample_weight, class_weights, dtype):
         return sample_weight
     class_weights = np.asarray(class_weights, dtype=dtype)
     return class_weights if sample_weight is None else sample_weight * class_weights
+
+
+def _check_class_weight(class_weight, classes, multilabel):
+    """Raise ValueError unless ``class_weight`` gives each class a finite weight >= 0, not all 0.
+
+    A dict for one output is checked against ``classes``; a list of dicts
+    for a multilabel target, each against the labels 0 and 1 of its column.
+    """
+    if multilabel and isinstance(class_weight, list):
+        for k, weights in enumerate(class_weight):
+            if isinstance(weights, dict):
+                _check_class_weights_of(weights, np.array([0, 1]), f"class_weight[{k}]")
+    elif not multilabel and isinstance(class_weight, dict):
+        _check_class_weights_of(class_weight, np.asarray(classes), "class_weight")
+
+
+def _check_class_weights_of(weights, classes, name):
+    """Check the weights the dict ``weights`` (``name`` in errors) gives the array ``classes``."""
+    keys = list(weights)
+    # scikit-learn matches keys to classes: ask it, with each key's value
+    # replaced by -1 - its position (a class without a key weighs 1)
+    found = compute_class_weight(
+        {key: -1.0 - i for i, key in enumerate(keys)}, classes=classes, y=classes
+    )
+    labels = classes.tolist()
+    values = [1 if f > 0 else weights[keys[int(-f) - 1]] for f in found]
+    for label, value in zip(labels, values):
+        try:
+            valid = isinstance(value, Real) and math.isfinite(value) and value >= 0
+        except OverflowError:  # an int too large for a float
+            valid = False
+        if not valid:
+            raise ValueError(
+                f"{name} must give each class a finite weight >= 0, got {value!r} for "
+                f"class {label!r}."
+            )
+    if not any(values):
+        raise ValueError(
+            f"{name} gives every class the weight 0; at least one class needs a weight > 0."
+        )
 
 
 def _diverged(estimator, loss, where):
@@ -1065,7 +1106,9 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         Weights of the classes, multiplied into ``sample_weight`` (and into
         ``sample_weight_val``): a dict ``{label: weight}`` (a list of dicts for
         multilabel ``y``), or 'balanced' for ``n_samples / (n_classes *
-        bincount(y))``. 'balanced' is refused by ``partial_fit``. (fastbp addition.)
+        bincount(y))``. A weight is a finite real number >= 0 and at least one
+        class weighs more than 0; a class without a key weighs 1. 'balanced'
+        is refused by ``partial_fit``. (fastbp addition.)
 
     Attributes
     ----------
@@ -1214,6 +1257,10 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
                 "frequencies of one batch are not those of the data. Pass a dict, e.g. "
                 "from sklearn.utils.class_weight.compute_class_weight over all labels."
             )
+        _check_class_weight(
+            self.class_weight, self.classes_,
+            self._label_binarizer.y_type_.startswith("multilabel"),
+        )
         class_weights = self._class_weight_rows(y)
         # bool keeps float32 data from being upcast
         return X, self._encode_targets(y), class_weights

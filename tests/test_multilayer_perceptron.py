@@ -1,0 +1,111 @@
+"""MLPClassifier / MLPRegressor: parameters checked at fit time, with errors that name them."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+
+from fastbp import MLPClassifier
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture
+def three_classes(rng):
+    X = rng.normal(size=(30, 3))
+    return X, np.arange(30) % 3
+
+
+# ---------------------------------------------------------------------------
+# class_weight
+# ---------------------------------------------------------------------------
+
+BAD_CLASS_WEIGHTS = [
+    ({0: np.nan, 1: 1, 2: 1}, "got nan for class 0"),
+    ({0: 1, 1: np.inf, 2: 1}, "got inf for class 1"),
+    ({0: 1, 1: 1, 2: -np.inf}, "got -inf for class 2"),
+    ({0: 1, 1: None, 2: 1}, "got None for class 1"),
+    ({0: 1, 1: 1, 2: -0.5}, "got -0.5 for class 2"),
+    ({0: "heavy", 1: 1, 2: 1}, "got 'heavy' for class 0"),
+    ({0: "2", 1: 1, 2: 1}, "got '2' for class 0"),
+    ({0: 1j, 1: 1, 2: 1}, r"got 1j for class 0"),
+    ({0: 1, 1: 10**400, 2: 1}, "got 10{400} for class 1"),
+    ({2: np.float32("nan")}, r"got (np\.float32\()?nan\)? for class 2"),
+]
+
+
+@pytest.mark.parametrize("class_weight, message", BAD_CLASS_WEIGHTS)
+def test_class_weight_values_are_checked_by_name(class_weight, message, three_classes):
+    X, y = three_classes
+    model = MLPClassifier((3,), max_iter=2, class_weight=class_weight, random_state=0)
+    with pytest.raises(ValueError, match=f"class_weight must give each class a finite weight >= 0, {message}"):
+        model.fit(X, y)
+    assert not hasattr(model, "coefs_")
+
+
+@pytest.mark.parametrize("class_weight", [{0: 0, 1: 0, 2: 0}, {0: 0.0, 1: 0, 2: 0, 7: 1}])
+def test_class_weight_of_zero_for_every_class_is_refused(class_weight, three_classes):
+    X, y = three_classes
+    with pytest.raises(ValueError, match="class_weight gives every class the weight 0"):
+        MLPClassifier((3,), max_iter=2, class_weight=class_weight).fit(X, y)
+
+
+def test_class_weight_is_checked_for_string_labels_and_multilabel_columns(three_classes, rng):
+    X, y = three_classes
+    labels = np.array(["ant", "bee", "cat"])[y]
+    with pytest.raises(ValueError, match="got -2 for class 'bee'"):
+        MLPClassifier((3,), class_weight={"ant": 1, "bee": -2}).fit(X, labels)
+    Y = (rng.uniform(size=(30, 3)) > 0.5).astype(int)
+    weights = [{0: 1, 1: 1}, {0: 1, 1: np.nan}, {0: 1, 1: 1}]
+    with pytest.raises(ValueError, match=r"class_weight\[1\] must give each class .* nan for class 1"):
+        MLPClassifier((3,), class_weight=weights).fit(X, Y)
+    weights = [{0: 1, 1: 1}, {0: 1, 1: 1}, {0: 0, 1: 0}]
+    with pytest.raises(ValueError, match=r"class_weight\[2\] gives every class the weight 0"):
+        MLPClassifier((3,), class_weight=weights).fit(X, Y)
+
+
+def test_class_weight_is_checked_by_partial_fit_for_classes_not_in_the_batch(three_classes):
+    X, y = three_classes
+    model = MLPClassifier((3,), class_weight={0: 1, 1: 1, 2: np.nan}, random_state=0)
+    first = y < 2  # class 2 is announced but not in this batch
+    with pytest.raises(ValueError, match="got nan for class 2"):
+        model.partial_fit(X[first], y[first], classes=[0, 1, 2])
+    assert not hasattr(model, "classes_")
+    model.set_params(class_weight={0: 1, 1: 1, 2: 2}).partial_fit(X[first], y[first], classes=[0, 1, 2])
+    params = model._network.params.copy()
+    model.set_params(class_weight={0: 1, 1: -1, 2: 2})
+    with pytest.raises(ValueError, match="got -1 for class 1"):
+        model.partial_fit(X[first], y[first])
+    assert_array_equal(model._network.params, params)
+
+
+def test_class_weight_is_checked_before_a_validation_set_is_weighted(three_classes):
+    X, y = three_classes
+    model = MLPClassifier((3,), max_iter=2, early_stopping=True, random_state=0,
+                          class_weight={0: 1, 1: 1, 2: np.inf})
+    with pytest.raises(ValueError, match="got inf for class 2"):
+        model.fit(X[:20], y[:20], X_val=X[20:], y_val=y[20:])
+
+
+def test_a_warm_fit_with_a_bad_class_weight_leaves_the_model_as_it_was(three_classes):
+    X, y = three_classes
+    model = MLPClassifier((3,), max_iter=2, warm_start=True, random_state=0).fit(X, y)
+    params, curve = model._network.params.copy(), list(model.loss_curve_)
+    model.set_params(class_weight={0: None, 1: 1, 2: 1})
+    with pytest.raises(ValueError, match="got None for class 0"):
+        model.fit(X, y)
+    assert_array_equal(model._network.params, params)
+    assert model.loss_curve_ == curve
+
+
+def test_class_weight_keys_that_are_not_classes_behave_as_in_scikit_learn(three_classes):
+    """compute_class_weight ignores them when every class has a key, and refuses them otherwise."""
+    X, y = three_classes
+    plain = MLPClassifier((3,), max_iter=3, random_state=0, class_weight={0: 1, 1: 2, 2: 1})
+    extra = MLPClassifier((3,), max_iter=3, random_state=0,
+                          class_weight={0: 1, 1: 2, 2: 1, 3: np.nan, "other": None})
+    assert_array_equal(extra.fit(X, y).predict_proba(X), plain.fit(X, y).predict_proba(X))
+    with pytest.raises(ValueError, match=r"The classes, \[2\], are not in class_weight"):
+        MLPClassifier((3,), class_weight={0: 1, 1: 1, 5: 2}).fit(X, y)
+    # a class without a key weighs 1, so zeros for the others are allowed
+    MLPClassifier((3,), max_iter=2, class_weight={0: 0, 1: 0}).fit(X, y)
