@@ -29,7 +29,10 @@ import copy
 import hashlib
 import io
 import json
+import os
 import pickle
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -441,6 +444,165 @@ def test_load_from_file_objects_and_str_paths(saved_classifier):
     buffer.seek(0)
     assert_array_equal(load(buffer).predict_proba(X), clf.predict_proba(X))
     assert_array_equal(load(str(path)).predict(X), clf.predict(X))
+
+
+class OneWayStream:
+    """A binary stream that can only be read forwards, in short reads, like a pipe."""
+
+    def __init__(self, data, max_read=7):
+        self._data, self._position, self._max_read = bytes(data), 0, max_read
+        self.bytes_read = 0
+
+    def read(self, size=-1):
+        size = self._max_read if size is None or size < 0 else min(size, self._max_read)
+        chunk = self._data[self._position:self._position + size]
+        self._position += len(chunk)
+        self.bytes_read += len(chunk)
+        return chunk
+
+    def seekable(self):
+        return False
+
+    def seek(self, *args):
+        raise io.UnsupportedOperation("seek")
+
+    def tell(self):
+        raise io.UnsupportedOperation("tell")
+
+
+class EndlessStream(OneWayStream):
+    """A stream that never ends (``cat /dev/zero``); it has read() and nothing else."""
+
+    seekable = seek = tell = None
+
+    def read(self, size=-1):
+        size = 4096 if size is None or size < 0 else size
+        self.bytes_read += size
+        return b"\0" * size
+
+
+def fastbp_env():
+    """The environment for a subprocess that imports the same fastbp as this test."""
+    import fastbp
+
+    root = str(Path(fastbp.__file__).resolve().parents[1])
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+
+
+def test_load_and_save_through_real_pipes(saved_classifier):
+    """``cat model.fbp | python -c "fastbp.load(sys.stdin.buffer)"``, and save to a pipe."""
+    path, clf, X = saved_classifier
+    code = (
+        "import sys, fastbp\n"
+        "model = fastbp.load(sys.stdin.buffer)\n"
+        "fastbp.save(model, sys.stdout.buffer)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], input=path.read_bytes(),
+                            capture_output=True, env=fastbp_env(), timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    # the child's stdout was a pipe too: the file it wrote there loads
+    loaded = load(OneWayStream(result.stdout, max_read=4096))
+    assert_same_estimator(clf, loaded)
+    assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+@pytest.mark.parametrize("max_read", [1, 7, 1 << 20])
+def test_load_from_a_stream_that_cannot_seek(saved_classifier, max_read):
+    path, clf, X = saved_classifier
+    stream = OneWayStream(path.read_bytes(), max_read)
+    assert_same_estimator(clf, load(stream))
+    assert stream.bytes_read == path.stat().st_size
+
+
+def test_a_stream_longer_than_the_limit_is_refused_without_reading_it_all(saved_classifier,
+                                                                          monkeypatch):
+    import fastbp._io
+
+    path, clf, _ = saved_classifier
+    size = path.stat().st_size
+    monkeypatch.setattr(fastbp._io, "_MAX_STREAM_BYTES", size)
+    assert_same_estimator(clf, load(OneWayStream(path.read_bytes(), max_read=1000)))
+    monkeypatch.setattr(fastbp._io, "_MAX_STREAM_BYTES", size - 1)
+    with pytest.raises(ModelFileError, match=f"cannot seek and holds more than {size - 1} bytes"):
+        load(OneWayStream(path.read_bytes(), max_read=1000))
+    endless = EndlessStream(b"")
+    monkeypatch.setattr(fastbp._io, "_MAX_STREAM_BYTES", 10_000)
+    with pytest.raises(ModelFileError, match="save it to a file and load the file"):
+        load(endless)
+    assert endless.bytes_read == 10_001
+
+
+def test_a_text_stream_is_refused_by_name(saved_classifier):
+    path, clf, _ = saved_classifier
+    with open(path, encoding="latin-1") as text:
+        with pytest.raises(TypeError, match="binary file object, got a text stream"):
+            load(text)
+    text = OneWayStream(b"")
+    text.read = lambda size=-1: "PK"
+    with pytest.raises(TypeError, match="reads binary streams, and this one gives str"):
+        load(text)
+    with pytest.raises(TypeError, match="binary file object, got a text stream"):
+        save(clf, io.StringIO())
+
+
+class StrPathLike:
+    def __init__(self, path):
+        self._path = path
+
+    def __fspath__(self):
+        return self._path
+
+
+@pytest.mark.parametrize("kind", [str, Path, os.fsencode, StrPathLike,
+                                  lambda p: StrPathLike(os.fsencode(p))])
+def test_save_and_load_take_every_kind_of_path_open_takes(kind, saved_classifier, tmp_path):
+    _, clf, X = saved_classifier
+    path = kind(str(tmp_path / "model.fbp"))
+    save(clf, path)
+    save(clf, path)  # over an existing file
+    assert_array_equal(load(path).predict_proba(X), clf.predict_proba(X))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.fbp", "model.fbp"]
+
+
+def test_a_bytes_path_that_is_not_utf8_works_as_open_takes_it(saved_classifier, tmp_path):
+    _, clf, X = saved_classifier
+    path = os.fsencode(str(tmp_path)) + b"/model-\xff.fbp"
+    save(clf, path)
+    with open(path, "rb") as f:
+        assert_array_equal(load(f).predict(X), clf.predict(X))
+    assert_array_equal(load(path).predict(X), clf.predict(X))
+
+
+@pytest.mark.parametrize("kind", [str, Path, os.fsencode])
+def test_a_failed_save_names_the_users_path_not_the_temporary_file(kind, saved_classifier,
+                                                                   tmp_path):
+    _, clf, _ = saved_classifier
+    missing = str(tmp_path / "no_such_dir" / "model.fbp")
+    with pytest.raises(FileNotFoundError) as error:
+        save(clf, kind(missing))
+    assert error.value.filename == missing
+    assert str(error.value) == f"[Errno 2] No such file or directory: {missing!r}"
+    # over a directory: the file cannot replace it
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError) as error:
+        save(clf, kind(str(tmp_path / "folder")))
+    assert error.value.filename == str(tmp_path / "folder")
+    assert ".tmp" not in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.fbp", "folder"]
+    assert list((tmp_path / "folder").iterdir()) == []
+
+
+@pytest.mark.parametrize("target", [3, 2.5, None, ["model.fbp"], object()])
+def test_save_and_load_refuse_what_is_neither_a_path_nor_a_file(target, saved_classifier,
+                                                                tmp_path, monkeypatch):
+    _, clf, _ = saved_classifier
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TypeError, match=r"fastbp.save takes a path \(str, bytes or os.PathLike\) "
+                                        r"or a binary file object with a write\(\) method, got"):
+        save(clf, target)
+    with pytest.raises(TypeError, match=r"fastbp.load takes a path .* with a read\(\) method"):
+        load(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["clf.fbp"]
 
 
 def test_pickle_and_joblib_still_work(saved_classifier, tmp_path):
