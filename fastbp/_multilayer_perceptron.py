@@ -8,6 +8,7 @@ compiled call per epoch, one per L-BFGS objective evaluation.
 
 import copy
 import math
+import operator
 import warnings
 from numbers import Integral, Real
 
@@ -84,6 +85,30 @@ class _ValidationSet:
         if self.sample_weight is None:
             return np.ones(self.X.shape[0], dtype=dtype)
         return np.ascontiguousarray(self.sample_weight, dtype=dtype)
+
+
+def _layer_sizes(hidden_layer_sizes):
+    """``hidden_layer_sizes`` as a list of Python ints, with scikit-learn's errors for bad sizes.
+
+    A size <= 0 raises scikit-learn's ValueError; a size that is not an
+    integer, its TypeError, here naming the parameter.
+    """
+    given = hidden_layer_sizes
+    sizes = list(given) if hasattr(given, "__iter__") else [given]
+    if any(isinstance(size, Real) and size <= 0 for size in sizes):
+        raise ValueError("hidden_layer_sizes must be > 0, got %s." % sizes)
+    for size in sizes:
+        try:
+            operator.index(size)
+            problem = f"{size!r} is a bool" if isinstance(size, (bool, np.bool_)) else None
+        except TypeError as exc:
+            problem = str(exc)
+        if problem:
+            raise TypeError(
+                f"hidden_layer_sizes must be a sequence of integers, got {given!r}: {problem}."
+            )
+    # Python ints: sizes of a small NumPy integer type overflow in the size products
+    return [operator.index(size) for size in sizes]
 
 
 def _check_weight_shapes(coefs, intercepts, n_features):
@@ -558,12 +583,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             self._network.params[:] = saved["params"]
 
     def _fit_unguarded(self, X, y, sample_weight, incremental, X_val, y_val, sample_weight_val):
-        hidden_layer_sizes = self.hidden_layer_sizes
-        if not hasattr(hidden_layer_sizes, "__iter__"):
-            hidden_layer_sizes = [hidden_layer_sizes]
-        hidden_layer_sizes = list(hidden_layer_sizes)
-        if np.any(np.array(hidden_layer_sizes) <= 0):
-            raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
+        hidden_layer_sizes = _layer_sizes(self.hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
 
         X, y, class_weights = self._validate_input(X, y, incremental, reset=first_pass)

@@ -109,3 +109,63 @@ def test_class_weight_keys_that_are_not_classes_behave_as_in_scikit_learn(three_
         MLPClassifier((3,), class_weight={0: 1, 1: 1, 5: 2}).fit(X, y)
     # a class without a key weighs 1, so zeros for the others are allowed
     MLPClassifier((3,), max_iter=2, class_weight={0: 0, 1: 0}).fit(X, y)
+
+
+# ---------------------------------------------------------------------------
+# hidden_layer_sizes
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sizes, problem",
+    [
+        ((3.0,), "'float' object cannot be interpreted as an integer"),
+        ((3.5, 2), "'float' object cannot be interpreted as an integer"),
+        (np.array([3.0]), "'numpy.float64' object cannot be interpreted as an integer"),
+        ((np.float64(3),), "'numpy.float64' object cannot be interpreted as an integer"),
+        ((np.inf,), "'float' object cannot be interpreted as an integer"),
+        ((True,), "True is a bool"),
+        (np.array([[3]]), "only integer scalar arrays can be converted to a scalar index"),
+        ([[3]], "'list' object cannot be interpreted as an integer"),
+        (((3,),), "'tuple' object cannot be interpreted as an integer"),
+        ((3, None), "'NoneType' object cannot be interpreted as an integer"),
+        ((3, "4"), "'str' object cannot be interpreted as an integer"),
+    ],
+)
+def test_hidden_layer_sizes_that_are_not_integers_raise_scikit_learns_type_error(
+        sizes, problem, three_classes):
+    X, y = three_classes
+    with pytest.raises(TypeError) as sklearn_error:
+        SkMLPClassifier(hidden_layer_sizes=sizes, max_iter=1).fit(X, y)
+    model = MLPClassifier(hidden_layer_sizes=sizes, max_iter=1)
+    with pytest.raises(TypeError) as error:
+        model.fit(X, y)
+    assert str(error.value) == (
+        f"hidden_layer_sizes must be a sequence of integers, got {sizes!r}: {problem}."
+    )
+    # scikit-learn's message where it names the problem (its float, array and bool cases)
+    if "cannot be interpreted" in str(sklearn_error.value) or "scalar index" in problem:
+        assert str(sklearn_error.value) in str(error.value)
+    assert not hasattr(model, "coefs_")
+
+
+@pytest.mark.parametrize("sizes", [(0,), (-1, 3), (0.0,), (-1.5,), (False,)])
+def test_hidden_layer_sizes_of_zero_or_less_raise_scikit_learns_value_error(sizes, three_classes):
+    X, y = three_classes
+    with pytest.raises(ValueError, match="hidden_layer_sizes must be > 0") as sklearn_error:
+        SkMLPClassifier(hidden_layer_sizes=sizes).fit(X, y)
+    with pytest.raises(ValueError) as error:
+        MLPClassifier(hidden_layer_sizes=sizes).fit(X, y)
+    assert str(error.value) == str(sklearn_error.value)
+
+
+@pytest.mark.parametrize("sizes", [np.array([3, 2], dtype=np.uint8), (np.int8(30), np.int16(40)),
+                                   np.array([200, 200], dtype=np.uint8)])
+def test_hidden_layer_sizes_of_any_integer_type_give_the_layers_asked_for(sizes, three_classes):
+    """Sizes of a small NumPy integer type once overflowed in the size products."""
+    X, y = three_classes
+    model = MLPClassifier(hidden_layer_sizes=sizes, max_iter=2, random_state=0).fit(X, y)
+    reference = MLPClassifier(hidden_layer_sizes=[int(s) for s in sizes], max_iter=2,
+                              random_state=0).fit(X, y)
+    assert [c.shape for c in model.coefs_] == [c.shape for c in reference.coefs_]
+    assert_array_equal(model.predict_proba(X), reference.predict_proba(X))
