@@ -1,11 +1,12 @@
-"""MLPClassifier / MLPRegressor: parameters checked at fit time, with errors that name them."""
+"""MLPClassifier / MLPRegressor: parameters checked at fit time, and a deliberate difference from scikit-learn."""
 
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+from sklearn.neural_network import MLPRegressor as SkMLPRegressor
 
-from fastbp import MLPClassifier
+from fastbp import MLPClassifier, MLPRegressor, check_gradients
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -169,3 +170,55 @@ def test_hidden_layer_sizes_of_any_integer_type_give_the_layers_asked_for(sizes,
                               random_state=0).fit(X, y)
     assert [c.shape for c in model.coefs_] == [c.shape for c in reference.coefs_]
     assert_array_equal(model.predict_proba(X), reference.predict_proba(X))
+
+
+# ---------------------------------------------------------------------------
+# A warm start from loss="poisson" to "squared_error" (deliberate difference)
+# ---------------------------------------------------------------------------
+
+
+def test_squared_error_after_poisson_descends_the_true_gradient_where_scikit_learn_does_not(rng):
+    """The exp output stays (out_activation_ is kept on a warm start) under the squared error.
+
+    The true gradient of 0.5 * mean((exp(z) - y) ** 2) in the output
+    pre-activation z is (exp(z) - y) * exp(z) / n; scikit-learn back-propagates
+    (exp(z) - y) / n, the gradient of the canonical pairs. fastbp's is the true
+    one (finite differences), so the two train differently from there on.
+    """
+    X = rng.normal(size=(40, 3))
+    y = rng.poisson(np.exp(0.5 * X[:, 0])).astype(float)
+    lr = 0.01
+    # tanh: smooth, so finite differences hold everywhere (relu has kinks)
+    params = dict(hidden_layer_sizes=(4,), activation="tanh", loss="poisson", solver="sgd",
+                  momentum=0.0, alpha=0.0, batch_size=X.shape[0], shuffle=False,
+                  learning_rate_init=lr, max_iter=20, warm_start=True, random_state=0)
+    ours = MLPRegressor(**params).fit(X, y)
+    theirs = SkMLPRegressor(**params).fit(X, y)
+    for mine, other in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(mine, other, rtol=1e-10)
+        other[...] = mine  # from the very same weights
+    ours.set_params(loss="squared_error", max_iter=1)
+    theirs.set_params(loss="squared_error", max_iter=1)
+    assert ours.out_activation_ == theirs.out_activation_ == "exp"
+
+    errors = check_gradients(ours, X, y)
+    assert max(max(e["coefs"], e["intercepts"]) for e in errors) < 1e-6
+
+    # one full-batch step of plain gradient descent: step = -lr * gradient
+    output = ours.predict(X)
+    true_gradient = np.mean((output - y) * output)
+    simple_gradient = np.mean(output - y)
+    # the true gradient of the output intercept, by central differences through predict
+    h = 1e-6
+    objective = []
+    for step in (h, -h):
+        ours.intercepts_[-1][0] += step
+        objective.append(0.5 * np.mean((ours.predict(X) - y) ** 2))
+        ours.intercepts_[-1][0] -= step
+    np.testing.assert_allclose((objective[0] - objective[1]) / (2 * h), true_gradient, rtol=1e-6)
+    before = ours.intercepts_[-1][0]
+    ours.fit(X, y)
+    theirs.fit(X, y)
+    np.testing.assert_allclose(ours.intercepts_[-1][0] - before, -lr * true_gradient, rtol=1e-9)
+    np.testing.assert_allclose(theirs.intercepts_[-1][0] - before, -lr * simple_gradient, rtol=1e-9)
+    assert abs(true_gradient - simple_gradient) > 0.1 * abs(true_gradient)
