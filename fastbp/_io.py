@@ -473,7 +473,7 @@ def _model_codec(model):
 
 
 def _path_name(path):
-    """``path`` as a str if it is a path (str, bytes or os.PathLike, as ``open`` takes), else None."""
+    """``path`` as a str if it is a path (str, bytes or os.PathLike, as open() takes), else None."""
     if isinstance(path, (str, bytes, os.PathLike)):
         return os.fsdecode(path)
     return None
@@ -560,7 +560,7 @@ def save(model, path):
 
 
 def _write_replacing(path, header_bytes, members):
-    """Write the archive to a new file beside ``path`` (a link is followed), then move it over ``path``.
+    """Write the archive to a new file beside ``path`` (through links), then move it over ``path``.
 
     An error opening or replacing the file names ``path``, as ``open(path,
     "wb")`` would, not the temporary file.

@@ -296,11 +296,12 @@ EXPECTED_0_1_0 = {
 
 
 def scipy_openblas_kernel():
-    """(version, CPU kernel) of SciPy's OpenBLAS, which Numba's np.dot calls; None for another BLAS."""
+    """(version, CPU kernel) of SciPy's OpenBLAS, which Numba's np.dot calls; None for others."""
     import scipy.linalg  # noqa: F401  (loads SciPy's BLAS, so threadpoolctl lists it)
 
     for info in threadpoolctl.threadpool_info():
-        if info.get("internal_api") == "openblas" and Path(info["filepath"]).parent.name == "scipy.libs":
+        in_scipy = Path(info["filepath"]).parent.name == "scipy.libs"
+        if info.get("internal_api") == "openblas" and in_scipy:
             return info.get("version"), info.get("architecture")
     return None
 

@@ -1,4 +1,4 @@
-"""MLPClassifier / MLPRegressor: parameters checked at fit time, and a deliberate difference from scikit-learn."""
+"""MLPClassifier / MLPRegressor: parameters checked at fit time; a deliberate difference."""
 
 import numpy as np
 import pytest
@@ -39,7 +39,8 @@ BAD_CLASS_WEIGHTS = [
 def test_class_weight_values_are_checked_by_name(class_weight, message, three_classes):
     X, y = three_classes
     model = MLPClassifier((3,), max_iter=2, class_weight=class_weight, random_state=0)
-    with pytest.raises(ValueError, match=f"class_weight must give each class a finite weight >= 0, {message}"):
+    expected = f"class_weight must give each class a finite weight >= 0, {message}"
+    with pytest.raises(ValueError, match=expected):
         model.fit(X, y)
     assert not hasattr(model, "coefs_")
 
@@ -58,7 +59,7 @@ def test_class_weight_is_checked_for_string_labels_and_multilabel_columns(three_
         MLPClassifier((3,), class_weight={"ant": 1, "bee": -2}).fit(X, labels)
     Y = (rng.uniform(size=(30, 3)) > 0.5).astype(int)
     weights = [{0: 1, 1: 1}, {0: 1, 1: np.nan}, {0: 1, 1: 1}]
-    with pytest.raises(ValueError, match=r"class_weight\[1\] must give each class .* nan for class 1"):
+    with pytest.raises(ValueError, match=r"class_weight\[1\] must give .* nan for class 1\."):
         MLPClassifier((3,), class_weight=weights).fit(X, Y)
     weights = [{0: 1, 1: 1}, {0: 1, 1: 1}, {0: 0, 1: 0}]
     with pytest.raises(ValueError, match=r"class_weight\[2\] gives every class the weight 0"):
@@ -72,7 +73,8 @@ def test_class_weight_is_checked_by_partial_fit_for_classes_not_in_the_batch(thr
     with pytest.raises(ValueError, match="got nan for class 2"):
         model.partial_fit(X[first], y[first], classes=[0, 1, 2])
     assert not hasattr(model, "classes_")
-    model.set_params(class_weight={0: 1, 1: 1, 2: 2}).partial_fit(X[first], y[first], classes=[0, 1, 2])
+    model.set_params(class_weight={0: 1, 1: 1, 2: 2})
+    model.partial_fit(X[first], y[first], classes=[0, 1, 2])
     params = model._network.params.copy()
     model.set_params(class_weight={0: 1, 1: -1, 2: 2})
     with pytest.raises(ValueError, match="got -1 for class 1"):
