@@ -120,6 +120,9 @@ _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _ARRAY_KINDS = frozenset("biufcUSMm")
 # Deeper nesting than this is refused on both sides (it also stops cycles).
 _MAX_DEPTH = 64
+# A stream that cannot seek (a pipe) is read into memory, in chunks, up to this size.
+_MAX_STREAM_BYTES = 1 << 30
+_STREAM_CHUNK = 1 << 20
 # Attributes that are run-time hooks rather than model state.
 _TRANSIENT_ATTRIBUTES = frozenset(
     {"_skl_callbacks", "_skl_callbacks_to_teardown", "_callback_fit_ctx"}
@@ -469,6 +472,28 @@ def _model_codec(model):
     return codec
 
 
+def _path_name(path):
+    """``path`` as a str if it is a path (str, bytes or os.PathLike, as open() takes), else None."""
+    if isinstance(path, (str, bytes, os.PathLike)):
+        return os.fsdecode(path)
+    return None
+
+
+def _check_file_object(f, function, method):
+    """Raise TypeError unless ``f`` is a binary file object with the method ``method``."""
+    if isinstance(f, io.TextIOBase):
+        raise TypeError(
+            f"fastbp.{function} needs a binary file object, got a text stream "
+            f"({type(f).__name__}): open the file in binary mode"
+            + (" (for standard input, pass sys.stdin.buffer)." if method == "read" else ".")
+        )
+    if not callable(getattr(f, method, None)):
+        raise TypeError(
+            f"fastbp.{function} takes a path (str, bytes or os.PathLike) or a binary file "
+            f"object with a {method}() method, got {type(f).__module__}.{type(f).__qualname__}."
+        )
+
+
 def save(model, path):
     """Save a fastbp model to a file that :func:`load` reads without pickle.
 
@@ -479,7 +504,7 @@ def save(model, path):
     ----------
     model : MLPClassifier, MLPRegressor or Network
         The model, fitted or not. The model is not modified.
-    path : str, path-like or binary file object
+    path : str, bytes, path-like or binary file object
         Where to write. An existing file is replaced once the new one is
         complete (written beside it, then moved over it): a failed write
         leaves it as it was.
@@ -488,7 +513,10 @@ def save(model, path):
     ------
     TypeError
         If ``model`` is of another class, or one of its attributes holds a
-        value the format does not support (the message names it).
+        value the format does not support (the message names it), or if
+        ``path`` is neither a path nor a binary file object.
+    OSError
+        If the file cannot be written (the message names ``path``).
     ValueError
         If the model's state is inconsistent in a way that would make the
         kernels index out of bounds (weights that do not fit
@@ -498,6 +526,9 @@ def save(model, path):
     from . import __version__
 
     codec = _model_codec(model)
+    name = _path_name(path)
+    if name is None:
+        _check_file_object(path, "save", "write")
     if getattr(codec, "check_state", False):
         problem = _state_problem(model.__getstate__())
         if problem:
@@ -522,22 +553,35 @@ def save(model, path):
     header_bytes = json.dumps(header, indent=1, ensure_ascii=True, allow_nan=False).encode("ascii")
     # everything is encoded before the file is opened, and a path gets a
     # complete file or none: a failed write leaves an existing file as it was
-    if isinstance(path, (str, os.PathLike)):
-        _write_replacing(os.path.realpath(path), header_bytes, encoder.members)
+    if name is not None:
+        _write_replacing(name, header_bytes, encoder.members)
     else:
         _write_zip(path, header_bytes, encoder.members)
 
 
 def _write_replacing(path, header_bytes, members):
-    """Write the archive to a new file beside ``path``, then move it over ``path`` in one step."""
-    directory, name = os.path.split(path)
+    """Write the archive to a new file beside ``path`` (through links), then move it over ``path``.
+
+    An error opening or replacing the file names ``path``, as ``open(path,
+    "wb")`` would, not the temporary file.
+    """
+    target = os.path.realpath(path)
+    directory, name = os.path.split(target)
     temporary = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # mode 0o666 as open() would give, less the umask
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        # mode 0o666 as open() would give, less the umask
+        fd = os.open(
+            temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
+        )
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             _write_zip(f, header_bytes, members)
-        os.replace(temporary, path)
+        try:
+            os.replace(temporary, target)
+        except OSError as exc:
+            raise type(exc)(exc.errno, exc.strerror, path) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(temporary)
@@ -849,8 +893,9 @@ def load(path):
 
     Parameters
     ----------
-    path : str, path-like or binary file object
-        The model file.
+    path : str, bytes, path-like or binary file object
+        The model file. A stream that cannot seek (a pipe such as
+        ``sys.stdin.buffer``) is read into memory first, up to 1 GiB.
 
     Returns
     -------
@@ -866,12 +911,51 @@ def load(path):
         lacks a member, has a header that is not valid JSON, is not of format
         "fastbp-model", has an unknown or newer ``format_version``, fails a
         checksum (modified or corrupted), names an unknown class or holds an
-        unsupported value.
+        unsupported value, or if a stream that cannot seek holds more than
+        1 GiB (save it to a file and load the file).
+    TypeError
+        If ``path`` is neither a path nor a binary file object.
     """
-    if isinstance(path, (str, os.PathLike)):
-        with open(path, "rb") as f:
+    name = _path_name(path)
+    if name is not None:
+        with open(name, "rb") as f:
             return _load(f)
+    _check_file_object(path, "load", "read")
+    if not _seekable(path):
+        path = _read_stream(path)
     return _load(path)
+
+
+def _seekable(f):
+    """Whether zipfile can seek in the binary file object ``f``."""
+    seekable = getattr(f, "seekable", None)
+    if seekable is None:
+        return callable(getattr(f, "seek", None)) and callable(getattr(f, "tell", None))
+    return bool(seekable())
+
+
+def _read_stream(f):
+    """The bytes of a stream that cannot seek, as a BytesIO; refused beyond _MAX_STREAM_BYTES."""
+    data = io.BytesIO()
+    while True:
+        # at most one byte past the limit is ever read
+        chunk = f.read(min(_STREAM_CHUNK, _MAX_STREAM_BYTES + 1 - data.tell()))
+        if not chunk:
+            break
+        if isinstance(chunk, str):
+            raise TypeError(
+                "fastbp.load reads binary streams, and this one gives str: open it in binary "
+                "mode (for standard input, pass sys.stdin.buffer)."
+            )
+        data.write(chunk)
+        if data.tell() > _MAX_STREAM_BYTES:
+            raise ModelFileError(
+                f"The stream cannot seek and holds more than {_MAX_STREAM_BYTES} bytes, the "
+                "most fastbp.load reads into memory from such a stream: save it to a file "
+                "and load the file."
+            )
+    data.seek(0)
+    return data
 
 
 def _load(f):

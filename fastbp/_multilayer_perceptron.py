@@ -7,6 +7,8 @@ compiled call per epoch, one per L-BFGS objective evaluation.
 """
 
 import copy
+import math
+import operator
 import warnings
 from numbers import Integral, Real
 
@@ -31,7 +33,7 @@ from sklearn.utils.fixes import parse_version, sp_version
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.optimize import _check_optimize_result
-from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _engine, kernels
@@ -86,6 +88,30 @@ class _ValidationSet:
         return np.ascontiguousarray(self.sample_weight, dtype=dtype)
 
 
+def _layer_sizes(hidden_layer_sizes):
+    """``hidden_layer_sizes`` as a list of Python ints, with scikit-learn's errors for bad sizes.
+
+    A size <= 0 raises scikit-learn's ValueError; a size that is not an
+    integer, its TypeError, here naming the parameter.
+    """
+    given = hidden_layer_sizes
+    sizes = list(given) if hasattr(given, "__iter__") else [given]
+    if any(isinstance(size, Real) and size <= 0 for size in sizes):
+        raise ValueError("hidden_layer_sizes must be > 0, got %s." % sizes)
+    for size in sizes:
+        try:
+            operator.index(size)
+            problem = f"{size!r} is a bool" if isinstance(size, (bool, np.bool_)) else None
+        except TypeError as exc:
+            problem = str(exc)
+        if problem:
+            raise TypeError(
+                f"hidden_layer_sizes must be a sequence of integers, got {given!r}: {problem}."
+            )
+    # Python ints: sizes of a small NumPy integer type overflow in the size products
+    return [operator.index(size) for size in sizes]
+
+
 def _check_weight_shapes(coefs, intercepts, n_features):
     """Raise ValueError unless coefs_ / intercepts_ form one chain of layers."""
     if len(coefs) == 0 or len(coefs) != len(intercepts):
@@ -117,6 +143,46 @@ def _combine_weights(sample_weight, class_weights, dtype):
         return sample_weight
     class_weights = np.asarray(class_weights, dtype=dtype)
     return class_weights if sample_weight is None else sample_weight * class_weights
+
+
+def _check_class_weight(class_weight, classes, multilabel):
+    """Raise ValueError unless ``class_weight`` gives each class a finite weight >= 0, not all 0.
+
+    A dict for one output is checked against ``classes``; a list of dicts
+    for a multilabel target, each against the labels 0 and 1 of its column.
+    """
+    if multilabel and isinstance(class_weight, list):
+        for k, weights in enumerate(class_weight):
+            if isinstance(weights, dict):
+                _check_class_weights_of(weights, np.array([0, 1]), f"class_weight[{k}]")
+    elif not multilabel and isinstance(class_weight, dict):
+        _check_class_weights_of(class_weight, np.asarray(classes), "class_weight")
+
+
+def _check_class_weights_of(weights, classes, name):
+    """Check the weights the dict ``weights`` (``name`` in errors) gives the array ``classes``."""
+    keys = list(weights)
+    # scikit-learn matches keys to classes: ask it, with each key's value
+    # replaced by -1 - its position (a class without a key weighs 1)
+    found = compute_class_weight(
+        {key: -1.0 - i for i, key in enumerate(keys)}, classes=classes, y=classes
+    )
+    labels = classes.tolist()
+    values = [1 if f > 0 else weights[keys[int(-f) - 1]] for f in found]
+    for label, value in zip(labels, values):
+        try:
+            valid = isinstance(value, Real) and math.isfinite(value) and value >= 0
+        except OverflowError:  # an int too large for a float
+            valid = False
+        if not valid:
+            raise ValueError(
+                f"{name} must give each class a finite weight >= 0, got {value!r} for "
+                f"class {label!r}."
+            )
+    if not any(values):
+        raise ValueError(
+            f"{name} gives every class the weight 0; at least one class needs a weight > 0."
+        )
 
 
 def _diverged(params, loss, where):
@@ -549,12 +615,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             self.__dict__[name] = generator
 
     def _fit_unguarded(self, X, y, sample_weight, incremental, X_val, y_val, sample_weight_val):
-        hidden_layer_sizes = self.hidden_layer_sizes
-        if not hasattr(hidden_layer_sizes, "__iter__"):
-            hidden_layer_sizes = [hidden_layer_sizes]
-        hidden_layer_sizes = list(hidden_layer_sizes)
-        if np.any(np.array(hidden_layer_sizes) <= 0):
-            raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
+        hidden_layer_sizes = _layer_sizes(self.hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
 
         X, y, class_weights = self._validate_input(X, y, incremental, reset=first_pass)
@@ -1093,7 +1154,9 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         Weights of the classes, multiplied into ``sample_weight`` (and into
         ``sample_weight_val``): a dict ``{label: weight}`` (a list of dicts for
         multilabel ``y``), or 'balanced' for ``n_samples / (n_classes *
-        bincount(y))``. 'balanced' is refused by ``partial_fit``. (fastbp addition.)
+        bincount(y))``. A weight is a finite real number >= 0 and at least one
+        class weighs more than 0; a class without a key weighs 1. 'balanced'
+        is refused by ``partial_fit``. (fastbp addition.)
 
     Attributes
     ----------
@@ -1242,6 +1305,10 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
                 "frequencies of one batch are not those of the data. Pass a dict, e.g. "
                 "from sklearn.utils.class_weight.compute_class_weight over all labels."
             )
+        _check_class_weight(
+            self.class_weight, self.classes_,
+            self._label_binarizer.y_type_.startswith("multilabel"),
+        )
         class_weights = self._class_weight_rows(y)
         # bool keeps float32 data from being upcast
         return X, self._encode_targets(y), class_weights

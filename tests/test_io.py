@@ -20,20 +20,28 @@ What is checked here:
   class, bad JSON, missing or extra members, unsupported values, an object
   (pickled) array member;
 - unsupported values raise ``TypeError`` at save time, naming the attribute;
-- pickle and joblib keep working.
+- pickle and joblib keep working;
+- files written by fastbp 0.1.0 (``tests/data/model-files-0.1.0``) load,
+  predict what they predicted then and keep training.
 """
 
 import copy
 import hashlib
 import io
 import json
+import os
 import pickle
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import joblib
 import numpy as np
 import pytest
-from numpy.testing import assert_array_equal
+import threadpoolctl
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.datasets import load_diabetes, load_digits
 from sklearn.exceptions import InconsistentVersionWarning
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
@@ -274,6 +282,95 @@ def test_warm_start_with_shared_random_state_continues_exactly(tmp_path):
     assert_same_estimator(reference, loaded)
 
 
+# ---------------------------------------------------------------------------
+# Files written by earlier versions
+# ---------------------------------------------------------------------------
+
+MODEL_FILES_0_1_0 = Path(__file__).resolve().parent / "data" / "model-files-0.1.0"
+# Exact predictions hold for one BLAS kernel: (OpenBLAS version, CPU kernel) ->
+# the file of what fastbp 0.1.0 predicted under it (see that folder's README).
+EXPECTED_0_1_0 = {
+    ("0.3.30", "Haswell"): "expected-v0.1.0.npz",
+    ("0.3.30", "SkylakeX"): "expected-v0.1.0-skylakex.npz",
+}
+
+
+def scipy_openblas_kernel():
+    """(version, CPU kernel) of SciPy's OpenBLAS, which Numba's np.dot calls; None for others."""
+    import scipy.linalg  # noqa: F401  (loads SciPy's BLAS, so threadpoolctl lists it)
+
+    for info in threadpoolctl.threadpool_info():
+        in_scipy = Path(info["filepath"]).parent.name == "scipy.libs"
+        if info.get("internal_api") == "openblas" and in_scipy:
+            return info.get("version"), info.get("architecture")
+    return None
+
+
+def data_of_0_1_0(key):
+    """The data each 0.1.0 model file was trained on, as its README says."""
+    if key == "reg":
+        return load_diabetes(return_X_y=True)
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    return (X[:500].astype(np.float32), y[:500]) if key == "sgd" else (X, y)
+
+
+def load_0_1_0(key):
+    name = {"clf": "clf-adam", "reg": "reg-lbfgs", "sgd": "clf-sgd-f32"}[key]
+    return load(MODEL_FILES_0_1_0 / f"{name}-v0.1.0.fbp")
+
+
+@pytest.mark.parametrize("key", ["clf", "reg", "sgd"])
+def test_model_files_of_0_1_0_predict_what_they_did(key):
+    model = load_0_1_0(key)
+    X, _ = data_of_0_1_0(key)
+    predicted = model.predict(X) if key == "reg" else model.predict_proba(X)
+    kernel = scipy_openblas_kernel()
+    if kernel in EXPECTED_0_1_0:
+        expected = np.load(MODEL_FILES_0_1_0 / EXPECTED_0_1_0[kernel])[key]
+        assert predicted.dtype == expected.dtype
+        assert_array_equal(predicted, expected, err_msg=f"BLAS kernel {kernel}")
+    else:  # another BLAS kernel: equal to rounding (2 ulps measured on three kernels)
+        expected = np.load(MODEL_FILES_0_1_0 / "expected-v0.1.0.npz")[key]
+        assert predicted.dtype == expected.dtype
+        assert_allclose(predicted, expected, rtol=1e-5 if key == "sgd" else 1e-12, atol=0,
+                        err_msg=f"BLAS kernel {kernel}")
+
+
+def test_model_file_of_0_1_0_goes_on_with_partial_fit():
+    model = load_0_1_0("sgd")
+    X, y = data_of_0_1_0("sgd")
+    coefs = [c.copy() for c in model.coefs_]
+    velocity = model._optimizer.state_a.copy()
+    curve, t = list(model.loss_curve_), model.t_
+    model.partial_fit(X, y)
+    assert model.t_ == t + X.shape[0]
+    assert model.loss_curve_[:-1] == curve
+    # it goes on from the saved weights (a fresh network starts near log(10) = 2.30)
+    assert curve[-1] - 0.05 < model.loss_curve_[-1] < curve[-1]
+    assert all(c.dtype == np.float32 for c in model.coefs_ + model.intercepts_)
+    assert not np.array_equal(model.coefs_[0], coefs[0])
+    assert not np.array_equal(model._optimizer.state_a, velocity)
+    assert np.isfinite(model._network.params).all()
+
+
+@pytest.mark.parametrize("key", ["clf", "reg"])
+def test_model_files_of_0_1_0_go_on_with_a_warm_started_fit(key):
+    model = load_0_1_0(key)
+    X, y = data_of_0_1_0(key)
+    coefs = [c.copy() for c in model.coefs_]
+    loss, curve = model.loss_, list(getattr(model, "loss_curve_", []))
+    model.set_params(warm_start=True, max_iter=5)
+    model.fit(X, y)
+    assert not np.array_equal(model.coefs_[0], coefs[0])
+    assert np.isfinite(model._network.params).all()
+    if key == "clf":  # adam: five more epochs recorded, going down from where it stopped
+        assert model.loss_curve_[:-5] == curve and len(model.loss_curve_) == len(curve) + 5
+        assert model.loss_curve_[-5] < curve[-1]
+    else:  # L-BFGS starts from the saved weights and lowers their loss
+        assert model.loss_ < loss
+
+
 def test_save_leaves_model_unchanged_and_is_deterministic(tmp_path):
     model, X, _ = make_model("multiclass")
     before = copy.deepcopy(model)
@@ -348,6 +445,165 @@ def test_load_from_file_objects_and_str_paths(saved_classifier):
     buffer.seek(0)
     assert_array_equal(load(buffer).predict_proba(X), clf.predict_proba(X))
     assert_array_equal(load(str(path)).predict(X), clf.predict(X))
+
+
+class OneWayStream:
+    """A binary stream that can only be read forwards, in short reads, like a pipe."""
+
+    def __init__(self, data, max_read=7):
+        self._data, self._position, self._max_read = bytes(data), 0, max_read
+        self.bytes_read = 0
+
+    def read(self, size=-1):
+        size = self._max_read if size is None or size < 0 else min(size, self._max_read)
+        chunk = self._data[self._position:self._position + size]
+        self._position += len(chunk)
+        self.bytes_read += len(chunk)
+        return chunk
+
+    def seekable(self):
+        return False
+
+    def seek(self, *args):
+        raise io.UnsupportedOperation("seek")
+
+    def tell(self):
+        raise io.UnsupportedOperation("tell")
+
+
+class EndlessStream(OneWayStream):
+    """A stream that never ends (``cat /dev/zero``); it has read() and nothing else."""
+
+    seekable = seek = tell = None
+
+    def read(self, size=-1):
+        size = 4096 if size is None or size < 0 else size
+        self.bytes_read += size
+        return b"\0" * size
+
+
+def fastbp_env():
+    """The environment for a subprocess that imports the same fastbp as this test."""
+    import fastbp
+
+    root = str(Path(fastbp.__file__).resolve().parents[1])
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+
+
+def test_load_and_save_through_real_pipes(saved_classifier):
+    """``cat model.fbp | python -c "fastbp.load(sys.stdin.buffer)"``, and save to a pipe."""
+    path, clf, X = saved_classifier
+    code = (
+        "import sys, fastbp\n"
+        "model = fastbp.load(sys.stdin.buffer)\n"
+        "fastbp.save(model, sys.stdout.buffer)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], input=path.read_bytes(),
+                            capture_output=True, env=fastbp_env(), timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    # the child's stdout was a pipe too: the file it wrote there loads
+    loaded = load(OneWayStream(result.stdout, max_read=4096))
+    assert_same_estimator(clf, loaded)
+    assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+@pytest.mark.parametrize("max_read", [1, 7, 1 << 20])
+def test_load_from_a_stream_that_cannot_seek(saved_classifier, max_read):
+    path, clf, X = saved_classifier
+    stream = OneWayStream(path.read_bytes(), max_read)
+    assert_same_estimator(clf, load(stream))
+    assert stream.bytes_read == path.stat().st_size
+
+
+def test_a_stream_longer_than_the_limit_is_refused_without_reading_it_all(saved_classifier,
+                                                                          monkeypatch):
+    import fastbp._io
+
+    path, clf, _ = saved_classifier
+    size = path.stat().st_size
+    monkeypatch.setattr(fastbp._io, "_MAX_STREAM_BYTES", size)
+    assert_same_estimator(clf, load(OneWayStream(path.read_bytes(), max_read=1000)))
+    monkeypatch.setattr(fastbp._io, "_MAX_STREAM_BYTES", size - 1)
+    with pytest.raises(ModelFileError, match=f"cannot seek and holds more than {size - 1} bytes"):
+        load(OneWayStream(path.read_bytes(), max_read=1000))
+    endless = EndlessStream(b"")
+    monkeypatch.setattr(fastbp._io, "_MAX_STREAM_BYTES", 10_000)
+    with pytest.raises(ModelFileError, match="save it to a file and load the file"):
+        load(endless)
+    assert endless.bytes_read == 10_001
+
+
+def test_a_text_stream_is_refused_by_name(saved_classifier):
+    path, clf, _ = saved_classifier
+    with open(path, encoding="latin-1") as text:
+        with pytest.raises(TypeError, match="binary file object, got a text stream"):
+            load(text)
+    text = OneWayStream(b"")
+    text.read = lambda size=-1: "PK"
+    with pytest.raises(TypeError, match="reads binary streams, and this one gives str"):
+        load(text)
+    with pytest.raises(TypeError, match="binary file object, got a text stream"):
+        save(clf, io.StringIO())
+
+
+class StrPathLike:
+    def __init__(self, path):
+        self._path = path
+
+    def __fspath__(self):
+        return self._path
+
+
+@pytest.mark.parametrize("kind", [str, Path, os.fsencode, StrPathLike,
+                                  lambda p: StrPathLike(os.fsencode(p))])
+def test_save_and_load_take_every_kind_of_path_open_takes(kind, saved_classifier, tmp_path):
+    _, clf, X = saved_classifier
+    path = kind(str(tmp_path / "model.fbp"))
+    save(clf, path)
+    save(clf, path)  # over an existing file
+    assert_array_equal(load(path).predict_proba(X), clf.predict_proba(X))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.fbp", "model.fbp"]
+
+
+def test_a_bytes_path_that_is_not_utf8_works_as_open_takes_it(saved_classifier, tmp_path):
+    _, clf, X = saved_classifier
+    path = os.fsencode(str(tmp_path)) + b"/model-\xff.fbp"
+    save(clf, path)
+    with open(path, "rb") as f:
+        assert_array_equal(load(f).predict(X), clf.predict(X))
+    assert_array_equal(load(path).predict(X), clf.predict(X))
+
+
+@pytest.mark.parametrize("kind", [str, Path, os.fsencode])
+def test_a_failed_save_names_the_users_path_not_the_temporary_file(kind, saved_classifier,
+                                                                   tmp_path):
+    _, clf, _ = saved_classifier
+    missing = str(tmp_path / "no_such_dir" / "model.fbp")
+    with pytest.raises(FileNotFoundError) as error:
+        save(clf, kind(missing))
+    assert error.value.filename == missing
+    assert str(error.value) == f"[Errno 2] No such file or directory: {missing!r}"
+    # over a directory: the file cannot replace it
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError) as error:
+        save(clf, kind(str(tmp_path / "folder")))
+    assert error.value.filename == str(tmp_path / "folder")
+    assert ".tmp" not in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.fbp", "folder"]
+    assert list((tmp_path / "folder").iterdir()) == []
+
+
+@pytest.mark.parametrize("target", [3, 2.5, None, ["model.fbp"], object()])
+def test_save_and_load_refuse_what_is_neither_a_path_nor_a_file(target, saved_classifier,
+                                                                tmp_path, monkeypatch):
+    _, clf, _ = saved_classifier
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TypeError, match=r"fastbp.save takes a path \(str, bytes or os.PathLike\) "
+                                        r"or a binary file object with a write\(\) method, got"):
+        save(clf, target)
+    with pytest.raises(TypeError, match=r"fastbp.load takes a path .* with a read\(\) method"):
+        load(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["clf.fbp"]
 
 
 def test_pickle_and_joblib_still_work(saved_classifier, tmp_path):

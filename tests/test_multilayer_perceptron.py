@@ -1,0 +1,230 @@
+"""MLPClassifier / MLPRegressor: parameters checked at fit time; a deliberate difference."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+from sklearn.neural_network import MLPRegressor as SkMLPRegressor
+
+from fastbp import MLPClassifier, MLPRegressor, check_gradients
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture
+def three_classes(rng):
+    X = rng.normal(size=(30, 3))
+    return X, np.arange(30) % 3
+
+
+# ---------------------------------------------------------------------------
+# class_weight
+# ---------------------------------------------------------------------------
+
+BAD_CLASS_WEIGHTS = [
+    ({0: np.nan, 1: 1, 2: 1}, "got nan for class 0"),
+    ({0: 1, 1: np.inf, 2: 1}, "got inf for class 1"),
+    ({0: 1, 1: 1, 2: -np.inf}, "got -inf for class 2"),
+    ({0: 1, 1: None, 2: 1}, "got None for class 1"),
+    ({0: 1, 1: 1, 2: -0.5}, "got -0.5 for class 2"),
+    ({0: "heavy", 1: 1, 2: 1}, "got 'heavy' for class 0"),
+    ({0: "2", 1: 1, 2: 1}, "got '2' for class 0"),
+    ({0: 1j, 1: 1, 2: 1}, r"got 1j for class 0"),
+    ({0: 1, 1: 10**400, 2: 1}, "got 10{400} for class 1"),
+    ({2: np.float32("nan")}, r"got (np\.float32\()?nan\)? for class 2"),
+]
+
+
+@pytest.mark.parametrize("class_weight, message", BAD_CLASS_WEIGHTS)
+def test_class_weight_values_are_checked_by_name(class_weight, message, three_classes):
+    X, y = three_classes
+    model = MLPClassifier((3,), max_iter=2, class_weight=class_weight, random_state=0)
+    expected = f"class_weight must give each class a finite weight >= 0, {message}"
+    with pytest.raises(ValueError, match=expected):
+        model.fit(X, y)
+    assert not hasattr(model, "coefs_")
+
+
+@pytest.mark.parametrize("class_weight", [{0: 0, 1: 0, 2: 0}, {0: 0.0, 1: 0, 2: 0, 7: 1}])
+def test_class_weight_of_zero_for_every_class_is_refused(class_weight, three_classes):
+    X, y = three_classes
+    with pytest.raises(ValueError, match="class_weight gives every class the weight 0"):
+        MLPClassifier((3,), max_iter=2, class_weight=class_weight).fit(X, y)
+
+
+def test_class_weight_is_checked_for_string_labels_and_multilabel_columns(three_classes, rng):
+    X, y = three_classes
+    labels = np.array(["ant", "bee", "cat"])[y]
+    with pytest.raises(ValueError, match="got -2 for class 'bee'"):
+        MLPClassifier((3,), class_weight={"ant": 1, "bee": -2}).fit(X, labels)
+    Y = (rng.uniform(size=(30, 3)) > 0.5).astype(int)
+    weights = [{0: 1, 1: 1}, {0: 1, 1: np.nan}, {0: 1, 1: 1}]
+    with pytest.raises(ValueError, match=r"class_weight\[1\] must give .* nan for class 1\."):
+        MLPClassifier((3,), class_weight=weights).fit(X, Y)
+    weights = [{0: 1, 1: 1}, {0: 1, 1: 1}, {0: 0, 1: 0}]
+    with pytest.raises(ValueError, match=r"class_weight\[2\] gives every class the weight 0"):
+        MLPClassifier((3,), class_weight=weights).fit(X, Y)
+
+
+def test_class_weight_is_checked_by_partial_fit_for_classes_not_in_the_batch(three_classes):
+    X, y = three_classes
+    model = MLPClassifier((3,), class_weight={0: 1, 1: 1, 2: np.nan}, random_state=0)
+    first = y < 2  # class 2 is announced but not in this batch
+    with pytest.raises(ValueError, match="got nan for class 2"):
+        model.partial_fit(X[first], y[first], classes=[0, 1, 2])
+    assert not hasattr(model, "classes_")
+    model.set_params(class_weight={0: 1, 1: 1, 2: 2})
+    model.partial_fit(X[first], y[first], classes=[0, 1, 2])
+    params = model._network.params.copy()
+    model.set_params(class_weight={0: 1, 1: -1, 2: 2})
+    with pytest.raises(ValueError, match="got -1 for class 1"):
+        model.partial_fit(X[first], y[first])
+    assert_array_equal(model._network.params, params)
+
+
+def test_class_weight_is_checked_before_a_validation_set_is_weighted(three_classes):
+    X, y = three_classes
+    model = MLPClassifier((3,), max_iter=2, early_stopping=True, random_state=0,
+                          class_weight={0: 1, 1: 1, 2: np.inf})
+    with pytest.raises(ValueError, match="got inf for class 2"):
+        model.fit(X[:20], y[:20], X_val=X[20:], y_val=y[20:])
+
+
+def test_a_warm_fit_with_a_bad_class_weight_leaves_the_model_as_it_was(three_classes):
+    X, y = three_classes
+    model = MLPClassifier((3,), max_iter=2, warm_start=True, random_state=0).fit(X, y)
+    params, curve = model._network.params.copy(), list(model.loss_curve_)
+    model.set_params(class_weight={0: None, 1: 1, 2: 1})
+    with pytest.raises(ValueError, match="got None for class 0"):
+        model.fit(X, y)
+    assert_array_equal(model._network.params, params)
+    assert model.loss_curve_ == curve
+
+
+def test_class_weight_keys_that_are_not_classes_behave_as_in_scikit_learn(three_classes):
+    """compute_class_weight ignores them when every class has a key, and refuses them otherwise."""
+    X, y = three_classes
+    plain = MLPClassifier((3,), max_iter=3, random_state=0, class_weight={0: 1, 1: 2, 2: 1})
+    extra = MLPClassifier((3,), max_iter=3, random_state=0,
+                          class_weight={0: 1, 1: 2, 2: 1, 3: np.nan, "other": None})
+    assert_array_equal(extra.fit(X, y).predict_proba(X), plain.fit(X, y).predict_proba(X))
+    with pytest.raises(ValueError, match=r"The classes, \[2\], are not in class_weight"):
+        MLPClassifier((3,), class_weight={0: 1, 1: 1, 5: 2}).fit(X, y)
+    # a class without a key weighs 1, so zeros for the others are allowed
+    MLPClassifier((3,), max_iter=2, class_weight={0: 0, 1: 0}).fit(X, y)
+
+
+# ---------------------------------------------------------------------------
+# hidden_layer_sizes
+# ---------------------------------------------------------------------------
+
+
+FLOAT = "'float' object cannot be interpreted as an integer"
+NUMPY_FLOAT = "'numpy.float64' object cannot be interpreted as an integer"
+
+
+@pytest.mark.parametrize(
+    "sizes, problem, as_scikit_learn",
+    [
+        ((3.0,), FLOAT, True),
+        ((3.5, 2), FLOAT, True),
+        ((np.inf,), FLOAT, True),
+        (np.array([3.0]), NUMPY_FLOAT, True),
+        ((np.float64(3),), NUMPY_FLOAT, True),
+        (np.array([[3]]), "only integer scalar arrays can be converted to a scalar index", True),
+        # scikit-learn's own errors here come from inside NumPy or its arithmetic
+        ((True,), "True is a bool", False),
+        ([[3]], "'list' object cannot be interpreted as an integer", False),
+        (((3,),), "'tuple' object cannot be interpreted as an integer", False),
+        ((3, None), "'NoneType' object cannot be interpreted as an integer", False),
+        ((3, "4"), "'str' object cannot be interpreted as an integer", False),
+    ],
+)
+def test_hidden_layer_sizes_that_are_not_integers_raise_a_type_error_naming_them(
+        sizes, problem, as_scikit_learn, three_classes):
+    X, y = three_classes
+    model = MLPClassifier(hidden_layer_sizes=sizes, max_iter=1)
+    with pytest.raises(TypeError) as error:
+        model.fit(X, y)
+    assert str(error.value) == (
+        f"hidden_layer_sizes must be a sequence of integers, got {sizes!r}: {problem}."
+    )
+    assert not hasattr(model, "coefs_")
+    if as_scikit_learn:
+        with pytest.raises(TypeError) as sklearn_error:
+            SkMLPClassifier(hidden_layer_sizes=sizes, max_iter=1).fit(X, y)
+        assert str(sklearn_error.value) == problem
+
+
+@pytest.mark.parametrize("sizes", [(0,), (-1, 3), (0.0,), (-1.5,), (False,)])
+def test_hidden_layer_sizes_of_zero_or_less_raise_scikit_learns_value_error(sizes, three_classes):
+    X, y = three_classes
+    with pytest.raises(ValueError, match="hidden_layer_sizes must be > 0") as sklearn_error:
+        SkMLPClassifier(hidden_layer_sizes=sizes).fit(X, y)
+    with pytest.raises(ValueError) as error:
+        MLPClassifier(hidden_layer_sizes=sizes).fit(X, y)
+    assert str(error.value) == str(sklearn_error.value)
+
+
+@pytest.mark.parametrize("sizes", [np.array([3, 2], dtype=np.uint8), (np.int8(30), np.int16(40)),
+                                   np.array([200, 200], dtype=np.uint8)])
+def test_hidden_layer_sizes_of_any_integer_type_give_the_layers_asked_for(sizes, three_classes):
+    """Sizes of a small NumPy integer type once overflowed in the size products."""
+    X, y = three_classes
+    model = MLPClassifier(hidden_layer_sizes=sizes, max_iter=2, random_state=0).fit(X, y)
+    reference = MLPClassifier(hidden_layer_sizes=[int(s) for s in sizes], max_iter=2,
+                              random_state=0).fit(X, y)
+    assert [c.shape for c in model.coefs_] == [c.shape for c in reference.coefs_]
+    assert_array_equal(model.predict_proba(X), reference.predict_proba(X))
+
+
+# ---------------------------------------------------------------------------
+# A warm start from loss="poisson" to "squared_error" (deliberate difference)
+# ---------------------------------------------------------------------------
+
+
+def test_squared_error_after_poisson_descends_the_true_gradient_where_scikit_learn_does_not(rng):
+    """The exp output stays (out_activation_ is kept on a warm start) under the squared error.
+
+    The true gradient of 0.5 * mean((exp(z) - y) ** 2) in the output
+    pre-activation z is (exp(z) - y) * exp(z) / n; scikit-learn back-propagates
+    (exp(z) - y) / n, the gradient of the canonical pairs. fastbp's is the true
+    one (finite differences), so the two train differently from there on.
+    """
+    X = rng.normal(size=(40, 3))
+    y = rng.poisson(np.exp(0.5 * X[:, 0])).astype(float)
+    lr = 0.01
+    # tanh: smooth, so finite differences hold everywhere (relu has kinks)
+    params = dict(hidden_layer_sizes=(4,), activation="tanh", loss="poisson", solver="sgd",
+                  momentum=0.0, alpha=0.0, batch_size=X.shape[0], shuffle=False,
+                  learning_rate_init=lr, max_iter=20, warm_start=True, random_state=0)
+    ours = MLPRegressor(**params).fit(X, y)
+    theirs = SkMLPRegressor(**params).fit(X, y)
+    for mine, other in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(mine, other, rtol=1e-10)
+        other[...] = mine  # from the very same weights
+    ours.set_params(loss="squared_error", max_iter=1)
+    theirs.set_params(loss="squared_error", max_iter=1)
+    assert ours.out_activation_ == theirs.out_activation_ == "exp"
+
+    errors = check_gradients(ours, X, y)
+    assert max(max(e["coefs"], e["intercepts"]) for e in errors) < 1e-6
+
+    # one full-batch step of plain gradient descent: step = -lr * gradient
+    output = ours.predict(X)
+    true_gradient = np.mean((output - y) * output)
+    simple_gradient = np.mean(output - y)
+    # the true gradient of the output intercept, by central differences through predict
+    h = 1e-6
+    objective = []
+    for step in (h, -h):
+        ours.intercepts_[-1][0] += step
+        objective.append(0.5 * np.mean((ours.predict(X) - y) ** 2))
+        ours.intercepts_[-1][0] -= step
+    np.testing.assert_allclose((objective[0] - objective[1]) / (2 * h), true_gradient, rtol=1e-6)
+    before = ours.intercepts_[-1][0]
+    ours.fit(X, y)
+    theirs.fit(X, y)
+    np.testing.assert_allclose(ours.intercepts_[-1][0] - before, -lr * true_gradient, rtol=1e-9)
+    np.testing.assert_allclose(theirs.intercepts_[-1][0] - before, -lr * simple_gradient, rtol=1e-9)
+    assert abs(true_gradient - simple_gradient) > 0.1 * abs(true_gradient)
