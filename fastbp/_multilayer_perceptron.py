@@ -200,6 +200,18 @@ def _diverged(params, loss, where):
     )
 
 
+def _diverged_warning(estimator, params, loss, epoch):
+    """The warning when early stopping ends a training diverged at ``epoch`` (weights ``params``)."""
+    finite_weights = np.isfinite(params).all()
+    what = f"the training loss became {loss}" if finite_weights else "the weights became non-finite"
+    watched = "loss" if estimator.early_stopping_metric == "loss" else "score"
+    return (
+        f"Training diverged in epoch {epoch}: {what}. Training stopped and kept the "
+        f"weights with the best validation {watched}. Try scaling X (e.g. StandardScaler), "
+        "a smaller learning_rate_init or a larger alpha."
+    )
+
+
 def _shuffled(sample_idx, random_state):
     """``sklearn.utils.shuffle(sample_idx, random_state=random_state)``, with the same draws.
 
@@ -805,7 +817,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                         _check_batch_weights(weights, order, batch_size)
                     callbacks.epoch_begins()
                     loss = trainer.run(np.ascontiguousarray(order, dtype=np.int64)) / n_samples
-                    if not (np.isfinite(loss) and np.isfinite(params).all()):
+                    diverged = not (np.isfinite(loss) and np.isfinite(params).all())
+                    if diverged and not early_stopping:
                         raise _diverged(params, loss, f"in epoch {self.n_iter_ + 1}")
                     self.n_iter_ += 1
                     self.loss_ = loss
@@ -819,8 +832,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     )
                     self._optimizer.iteration_ends(self.t_)
 
-                    stop = False
-                    if self._no_improvement_count > self.n_iter_no_change:
+                    stop = diverged
+                    if diverged:
+                        # the epoch is recorded as scikit-learn records it; the best
+                        # validation weights, restored below, are still finite
+                        warnings.warn(_diverged_warning(self, params, loss, self.n_iter_), ConvergenceWarning)
+                    elif self._no_improvement_count > self.n_iter_no_change:
                         if early_stopping:
                             watched = "loss" if self.early_stopping_metric == "loss" else "score"
                             msg = (
@@ -923,10 +940,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         """Validation score and loss of the weights ``params`` (one forward pass)."""
         output = _engine.predict(network, validation_input, params=params)
         y_pred = self._predictions_from_output(output)
-        if np.isfinite(output).all():
-            score = self._score_function(validation.y, y_pred, sample_weight=validation.sample_weight)
-        else:
+        # scikit-learn's rule: NaN only when the predictions are non-finite numbers, so a
+        # classifier's labels are scored even when its outputs overflowed
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
             score = np.nan
+        else:
+            score = self._score_function(validation.y, y_pred, sample_weight=validation.sample_weight)
         Y = np.ascontiguousarray(validation.Y, dtype=network.dtype)
         weights = validation.weights(network.dtype)
         loss_name, loss_scale = self._kernel_loss()
@@ -953,7 +972,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                 improved = not (val_score < self.best_validation_score_ + self.tol)
                 is_best = val_score > self.best_validation_score_
             self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-            if is_best:
+            # a diverged classifier's labels may still score best; its weights are never kept
+            if is_best and np.isfinite(params).all():
                 self.best_validation_score_ = val_score
                 self.best_validation_loss_ = val_loss
                 self._best_params = params.copy()
@@ -1134,6 +1154,9 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     early_stopping : bool, default=False
         Whether to hold out ``validation_fraction`` of the data and stop when
         the validation score stops improving.
+        A fit whose loss or weights become non-finite then stops at that epoch
+        with a ConvergenceWarning and keeps the best validation weights
+        (without early stopping it raises ValueError).
     validation_fraction : float, default=0.1
         Proportion of training data set aside for early stopping.
     beta_1 : float, default=0.9
@@ -1570,6 +1593,9 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         Whether to use Nesterov's momentum.
     early_stopping : bool, default=False
         Whether to stop when the validation R2 score stops improving.
+        A fit whose loss or weights become non-finite then stops at that epoch
+        with a ConvergenceWarning and keeps the best validation weights
+        (without early stopping it raises ValueError).
     validation_fraction : float, default=0.1
         Proportion of training data set aside for early stopping.
     beta_1 : float, default=0.9

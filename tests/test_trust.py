@@ -12,7 +12,8 @@ predictions):
    the failed call had never happened;
 2. divergence: a non-finite loss or weights stops training at the first bad
    epoch with a ValueError that says what diverged and what to try, and the
-   model is left as before the call;
+   model is left as before the call; with early stopping, as in scikit-learn,
+   the fit ends with a ConvergenceWarning and the best validation weights;
 3. interrupts: Ctrl-C (a KeyboardInterrupt from inside the epoch loop or from
    a callback) keeps every complete epoch and nothing of the interrupted one;
 4. concurrency: fits in threads (ThreadPoolExecutor, joblib's threading
@@ -797,30 +798,31 @@ def spy_on_epochs(monkeypatch, spy):
 
 
 class EpochSpy:
-    """Wraps EpochTrainer.run: counts calls and records whether each epoch ended finite."""
+    """Wraps EpochTrainer.run: counts calls, records whether each epoch ended finite and the weights."""
 
     def __init__(self):
         self.finite = []
+        self.params = []  # the weights before the first epoch, then after each one
         self.real = _engine.EpochTrainer.run
 
     def __call__(self, trainer, order):
+        if not self.params:
+            self.params.append(trainer.params.copy())
         loss_sum = self.real(trainer, order)
         self.finite.append(bool(np.isfinite(loss_sum) and np.isfinite(trainer.params).all()))
+        self.params.append(trainer.params.copy())
         return loss_sum
 
 
-@pytest.mark.parametrize("early_stopping", [False, True], ids=["plain", "early_stopping"])
 @pytest.mark.parametrize("kind, solver, cause", DIVERGING)
 def test_divergence_stops_at_once_with_a_clear_error_and_changes_nothing(
-    monkeypatch, kind, solver, cause, early_stopping
+    monkeypatch, kind, solver, cause
 ):
     X, y = make_data(kind)
     params, transform = _diverging(cause, solver)
-    params["early_stopping"] = early_stopping
     Xbad = transform(X)
-    if not early_stopping:  # scikit-learn raises too (with early stopping it returns NaN losses)
-        their_error = exception_of(lambda: build(sk_nn, kind, solver=solver, **params).fit(Xbad, y))
-        assert type(their_error) is ValueError
+    their_error = exception_of(lambda: build(sk_nn, kind, solver=solver, **params).fit(Xbad, y))
+    assert type(their_error) is ValueError
 
     spy = EpochSpy()
     spy_on_epochs(monkeypatch, spy)
@@ -836,12 +838,86 @@ def test_divergence_stops_at_once_with_a_clear_error_and_changes_nothing(
 
     # a fitted model (also when warm-started) is left exactly as it was
     for warm_start in (False, True):
-        est = quietly(build(fastbp, kind, solver=solver, early_stopping=early_stopping).fit, X, y)
+        est = quietly(build(fastbp, kind, solver=solver).fit, X, y)
         est.set_params(warm_start=warm_start, **params)
         snap = snapshot(est, X)
         with pytest.raises(ValueError, match=DIVERGED_MESSAGE):
             quietly(est.fit, Xbad, y)
         assert_unchanged(est, snap, X)
+
+
+DIVERGED_WARNING = re.compile(
+    r"Training diverged in epoch \d+: (the training loss became (nan|inf|-inf)|the weights "
+    r"became non-finite)\. Training stopped and kept the weights with the best validation "
+    r"(score|loss)\. Try scaling X.*learning_rate_init"
+)
+
+
+@pytest.mark.parametrize("metric", ["score", "loss"])
+@pytest.mark.parametrize("kind, solver, cause", DIVERGING)
+def test_divergence_with_early_stopping_warns_and_keeps_the_best_weights(
+    monkeypatch, kind, solver, cause, metric
+):
+    """The first epoch that ends non-finite is recorded, warned about and ends the fit,
+    which keeps the finite weights of the best validation epoch (the starting ones if none)."""
+    X, y = make_data(kind)
+    params, transform = _diverging(cause, solver)
+    spy = EpochSpy()
+    spy_on_epochs(monkeypatch, spy)
+    est = build(fastbp, kind, solver=solver, early_stopping=True, early_stopping_metric=metric, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.warns(ConvergenceWarning, match=DIVERGED_WARNING) as caught:
+            est.fit(transform(X), y)
+    assert f"epoch {len(spy.finite)}:" in str(caught[-1].message)
+
+    assert spy.finite[-1] is False and all(spy.finite[:-1])
+    n_epochs = len(spy.finite)
+    assert est.n_iter_ == n_epochs
+    assert len(est.loss_curve_) == len(est.validation_scores_) == n_epochs
+    assert len(est.validation_loss_curve_) == n_epochs
+    assert str(est.loss_) == str(est.loss_curve_[-1])
+    n_train = len(X) - int(np.ceil(est.validation_fraction * len(X)))
+    assert est.t_ == n_epochs * n_train
+
+    if metric == "score":
+        scores = np.array(est.validation_scores_, dtype=float)
+    else:
+        scores = -np.array(est.validation_loss_curve_, dtype=float)
+    best, kept = -np.inf, spy.params[0]
+    for epoch in range(n_epochs):
+        if np.isfinite(spy.params[epoch + 1]).all() and scores[epoch] > best:
+            best, kept = scores[epoch], spy.params[epoch + 1]
+    assert_array_equal(est._network.params, kept)
+    assert np.isfinite(est._network.params).all()
+    watched = est.best_validation_score_ if metric == "score" else -est.best_validation_loss_
+    assert watched == best
+    est.predict(X)
+
+
+@pytest.mark.parametrize("kind, solver, cause", DIVERGING)
+def test_divergence_with_early_stopping_keeps_sklearns_weights(kind, solver, cause):
+    """scikit-learn trains on to max_iter and keeps its best validation weights: the same
+    weights, and the same curves as far as fastbp went. When its best weights are the
+    non-finite ones of a diverged epoch, it raises; fastbp keeps its finite best."""
+    X, y = make_data(kind)
+    params, transform = _diverging(cause, solver)
+    params["early_stopping"] = True
+    ours = quietly(build(fastbp, kind, solver=solver, **params).fit, transform(X), y)
+    theirs = build(sk_nn, kind, solver=solver, **params)
+    try:
+        quietly(theirs.fit, transform(X), y)
+    except ValueError as exc:
+        assert "non-finite parameter weights" in str(exc)
+        assert np.nanmax(theirs.validation_scores_) > ours.best_validation_score_
+        return
+    n = ours.n_iter_
+    assert theirs.n_iter_ == params["max_iter"] > n
+    assert_allclose(ours.loss_curve_, theirs.loss_curve_[:n], rtol=RTOL)
+    assert_allclose(ours.validation_scores_, theirs.validation_scores_[:n], rtol=RTOL)
+    assert_allclose(ours.best_validation_score_, theirs.best_validation_score_, rtol=RTOL)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        assert_allclose(a, b, rtol=RTOL)
 
 
 @pytest.mark.parametrize("kind, solver, cause", DIVERGING)
