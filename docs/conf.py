@@ -6,7 +6,7 @@ examples in ``examples/`` are run by sphinx-gallery; set
 ``FASTBP_GALLERY_QUICK=1`` to run them with ``--quick``, as CI does.
 """
 
-import os
+import doctest
 import re
 import sys
 from pathlib import Path
@@ -29,7 +29,6 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.doctest",
-    "sphinx.ext.mathjax",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
@@ -75,11 +74,7 @@ doctest_global_cleanup = """
 os.chdir(_doctest_cwd)
 _doctest_dir.cleanup()
 """
-doctest_default_flags = (
-    __import__("doctest").ELLIPSIS
-    | __import__("doctest").NORMALIZE_WHITESPACE
-    | __import__("doctest").DONT_ACCEPT_TRUE_FOR_1
-)
+doctest_default_flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE | doctest.DONT_ACCEPT_TRUE_FOR_1
 
 # -- Gallery -------------------------------------------------------------------
 sphinx_gallery_conf = {
@@ -91,11 +86,10 @@ sphinx_gallery_conf = {
     "image_scrapers": ("gallery_files.scrape_written_images",),
     "reset_argv": "gallery_files.example_argv",
     "download_all_examples": False,
-    "remove_config_comments": True,
     "abort_on_example_error": True,
-    "only_warn_on_example_error": False,
-    "show_memory": False,
+    # run times are measurements of one build on one machine: not shown
     "min_reported_time": 10**9,
+    "write_computation_times": False,
     # "Examples using ..." on every API page
     "doc_module": ("fastbp",),
     "backreferences_dir": "generated/backreferences",
@@ -128,14 +122,17 @@ html_sidebars = {
 
 # -- Inherited docstrings ------------------------------------------------------
 # scikit-learn's and distributed's docstrings, inherited by fastbp's classes,
-# point into their own sites' glossaries and guides; here they become plain text.
+# point into their own sites' glossaries and guides (plain text here) and use
+# LaTeX (literals here: the site loads no math renderer from the network).
 _FOREIGN_ROLE = re.compile(r":(?:ref|term|doc):`(?:([^`<]*?)\s*<[^`>]*>|([^`]*))`")
+_MATH_ROLE = re.compile(r":math:`([^`]*)`")
 
 
 def _plain_foreign_roles(app, what, name, obj, options, lines):
     module = getattr(obj, "__module__", None) or ""
     if module.split(".")[0] in ("sklearn", "distributed"):
         text = _FOREIGN_ROLE.sub(lambda m: m.group(1) or m.group(2), "\n".join(lines))
+        text = _MATH_ROLE.sub(r"``\1``", text)
         lines[:] = text.split("\n")
 
 
