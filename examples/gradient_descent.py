@@ -1,18 +1,26 @@
-"""Gradient descent as pictures, as the backpropagation tutorials draw it.
+"""Gradient descent as pictures
+============================
 
-On f(x) = x^2 the step x <- x - 0.1 * f'(x) = x - 0.1 * 2x multiplies x by
+On f(x) = x² the step x ← x − 0.1 f'(x) = x − 0.1 · 2x multiplies x by
 0.8, so from x = 5 the 50 steps slide down the parabola towards the minimum
-at 0 (a still picture and an animated GIF). On the bowl f(x, y) = x^2 + y^2
+at 0 (a still picture and an animated GIF). On the bowl f(x, y) = x² + y²
 the same step from (1.5, 1.5) runs straight down the surface to (0, 0).
+The pictures are drawn by :func:`fastbp.plotting.gradient_descent_path`,
+:func:`~fastbp.plotting.plot_descent_1d`,
+:func:`~fastbp.plotting.animate_descent_1d` and
+:func:`~fastbp.plotting.plot_descent_surface`.
+
+Run it from the repository root::
 
     python examples/gradient_descent.py [--quick] [--out DIR]
 
-writes gradient_descent_1d.png (640x480), gradient_descent_1d.gif (512x384)
-and gradient_descent_surface.png (700x600) into DIR (default
-examples/output/). --quick animates only the first 10 steps.
+It writes ``gradient_descent_1d.png`` (640x480), ``gradient_descent_1d.gif``
+(512x384) and ``gradient_descent_surface.png`` (700x600) into ``DIR``
+(default ``examples/output/``). ``--quick`` animates only the first 10 steps.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -32,10 +40,11 @@ N_STEPS = 50
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer animation frames (CI)")
+    # sys.argv[0], not __file__: sphinx-gallery runs the examples without __file__
     parser.add_argument(
-        "--out", type=Path, default=Path(__file__).resolve().parent / "output",
+        "--out", type=Path, default=Path(sys.argv[0]).resolve().parent / "output",
         help="directory for the pictures (default: examples/output/)",
     )
     return parser.parse_args()

@@ -1,20 +1,25 @@
-"""Loss and validation curves of fastbp.MLPClassifier on scikit-learn's digits.
+"""Loss and validation curves on the digits
+========================================
 
-Two pipelines, StandardScaler then MLPClassifier with one hidden layer of
-64 units, are fitted with early stopping (10% of the training rows held
-out), one with Adam and one with plain SGD with momentum;
-``fastbp.plotting.plot_loss_curve`` draws their training loss per epoch and
-``plot_validation_curve`` their validation accuracy, with the epoch whose
-weights early stopping kept. The classifier is the pipeline's last step,
-``pipeline[-1]``.
+Two pipelines, :class:`~sklearn.preprocessing.StandardScaler` then
+:class:`fastbp.MLPClassifier` with one hidden layer of 64 units, are fitted
+to scikit-learn's digits with early stopping (10% of the training rows held
+out), one with Adam and one with plain SGD with momentum.
+:func:`fastbp.plotting.plot_loss_curve` draws their training loss per epoch
+and :func:`~fastbp.plotting.plot_validation_curve` their validation
+accuracy, with the epoch whose weights early stopping kept. The classifier
+is the pipeline's last step, ``pipeline[-1]``.
+
+Run it from the repository root::
 
     python examples/loss_curves.py [--quick] [--out DIR]
 
-writes loss_curves.png (1100x450) into DIR (default examples/output/).
---quick trains at most 15 epochs instead of 200.
+It writes ``loss_curves.png`` (1100x450) into ``DIR`` (default
+``examples/output/``). ``--quick`` trains at most 15 epochs instead of 200.
 """
 
 import argparse
+import sys
 import warnings
 from pathlib import Path
 
@@ -33,10 +38,11 @@ from fastbp.plotting import plot_loss_curve, plot_validation_curve  # noqa: E402
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs (CI)")
+    # sys.argv[0], not __file__: sphinx-gallery runs the examples without __file__
     parser.add_argument(
-        "--out", type=Path, default=Path(__file__).resolve().parent / "output",
+        "--out", type=Path, default=Path(sys.argv[0]).resolve().parent / "output",
         help="directory for the pictures (default: examples/output/)",
     )
     return parser.parse_args()

@@ -1,4 +1,5 @@
-"""Early stopping and L2 regularisation against overfitting.
+"""Early stopping and L2 regularisation against overfitting
+========================================================
 
 A lesson of the backpropagation tutorials fastbp grew from: when a network
 overfits, the training error keeps falling while the error on unseen data
@@ -8,21 +9,24 @@ squared weights to the objective; scikit-learn's and fastbp's ``alpha`` adds
 ``alpha / (2 n_samples) * sum(W**2)`` over the weights, not the biases).
 
 A large network (two hidden layers of 64 ReLU units, Adam) is trained on
-20 noisy samples of sin(x), one ``partial_fit`` epoch at a time, with and
-without L2; after every epoch the mean squared error is measured on the
+20 noisy samples of sin(x), one ``partial_fit`` epoch at a time, with
+and without L2; after every epoch the mean squared error is measured on the
 training set and on 200 held-out validation samples. Early stopping's rule
-(the one MLPRegressor(early_stopping=True) applies to its validation score:
-stop after more than ``n_iter_no_change`` epochs without an improvement of
-at least ``tol``; here n_iter_no_change=20, tol=1e-4) is applied to the
-unregularised curve and marked.
+(the one ``MLPRegressor(early_stopping=True)`` applies to its validation
+score: stop after more than ``n_iter_no_change`` epochs without an
+improvement of at least ``tol``; here ``n_iter_no_change=20``,
+``tol=1e-4``) is applied to the unregularised curve and marked.
+
+Run it from the repository root::
 
     python examples/overfitting.py [--quick] [--out DIR]
 
-writes overfitting.png (1500x450) into DIR (default examples/output/).
---quick trains 200 epochs instead of 2000.
+It writes ``overfitting.png`` (1500x450) into ``DIR`` (default
+``examples/output/``). ``--quick`` trains 200 epochs instead of 2000.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -41,10 +45,11 @@ TOL = 1e-4
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs (CI)")
+    # sys.argv[0], not __file__: sphinx-gallery runs the examples without __file__
     parser.add_argument(
-        "--out", type=Path, default=Path(__file__).resolve().parent / "output",
+        "--out", type=Path, default=Path(sys.argv[0]).resolve().parent / "output",
         help="directory for the pictures (default: examples/output/)",
     )
     return parser.parse_args()

@@ -1,23 +1,28 @@
-"""One hidden layer of growing width fitted to sin(x): universal approximation.
+"""One hidden layer fitted to sin(x): universal approximation
+==========================================================
 
 A lesson of the backpropagation tutorials fastbp grew from: one hidden layer
 with enough units approximates any continuous function to any precision, the
 number of units is found by trial and error, and gradient-based training
 reaches different local minima from different random starts. Here
-fastbp.MLPRegressor (tanh hidden layer, identity output, L-BFGS) fits sin(x)
-on [-pi, pi] with 1, 2, 4, 8 and 16 hidden units, each from a few random
-starts; the best start of each width is drawn, and the maximum error over a
-fine grid is printed for every start. (Beyond a few units the error levels
-off near 3e-3: L-BFGS, as scikit-learn runs it, stops once an iteration
-lowers the loss by less than SciPy's default ftol, about 2e-9.)
+:class:`fastbp.MLPRegressor` (tanh hidden layer, identity output, L-BFGS)
+fits sin(x) on [−π, π] with 1, 2, 4, 8 and 16 hidden units, each from a
+few random starts; the best start of each width is drawn, and the maximum
+error over a fine grid is printed for every start.
+(Beyond a few units the error levels off near 3e-3: L-BFGS, as scikit-learn
+runs it, stops once an iteration lowers the loss by less than SciPy's
+default ``ftol``, about 2e-9.)
+
+Run it from the repository root::
 
     python examples/universal_approximation.py [--quick] [--out DIR]
 
-writes universal_approximation.png (1100x450) into DIR (default
-examples/output/). --quick fits widths 1, 2 and 8 from one start each.
+It writes ``universal_approximation.png`` (1100x450) into ``DIR`` (default
+``examples/output/``). ``--quick`` fits widths 1, 2 and 8 from one start each.
 """
 
 import argparse
+import sys
 import warnings
 from pathlib import Path
 
@@ -32,10 +37,11 @@ from fastbp import MLPRegressor  # noqa: E402
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer widths and starts (CI)")
+    # sys.argv[0], not __file__: sphinx-gallery runs the examples without __file__
     parser.add_argument(
-        "--out", type=Path, default=Path(__file__).resolve().parent / "output",
+        "--out", type=Path, default=Path(sys.argv[0]).resolve().parent / "output",
         help="directory for the pictures (default: examples/output/)",
     )
     return parser.parse_args()

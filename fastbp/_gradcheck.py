@@ -16,7 +16,7 @@ def check_gradients(model, X, y, sample_weight=None, *, alpha=None, epsilon=1e-3
     """Compare back-propagated gradients with central finite differences.
 
     For each checked parameter ``p`` the numerical derivative is the
-    fourth-order central difference
+    fourth-order central difference::
 
         (8 (J(p + h) - J(p - h)) - (J(p + 2h) - J(p - 2h))) / 12h
 

@@ -105,12 +105,33 @@ def to_sklearn(model):
         state, so ``predict``, ``predict_proba``, ``score`` and
         ``partial_fit`` work on it.
 
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a fastbp ``MLPClassifier`` or ``MLPRegressor``.
+
     Warns
     -----
     UserWarning
         When ``model`` has a parameter scikit-learn's estimator lacks (such as
         ``class_weight``) set to a non-default value: it does not change
         predictions but further training of the result ignores it.
+
+    See Also
+    --------
+    from_sklearn : The conversion the other way.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from fastbp import MLPClassifier, to_sklearn
+    >>> X, y = load_iris(return_X_y=True)
+    >>> model = MLPClassifier(max_iter=300, random_state=0).fit(X, y)
+    >>> sk_model = to_sklearn(model)
+    >>> type(sk_model).__module__
+    'sklearn.neural_network._multilayer_perceptron'
+    >>> bool((sk_model.predict(X) == model.predict(X)).all())
+    True
     """
     sk_cls = _TO_SKLEARN.get(type(model))
     if sk_cls is None:
@@ -196,6 +217,16 @@ def from_sklearn(model):
         ``coefs_`` / ``intercepts_`` are views of a new network's flat buffer
         holding copies of the weights (same dtype), and the optimizer state
         is translated so ``partial_fit`` continues where ``model`` left off.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not scikit-learn's ``MLPClassifier`` or
+        ``MLPRegressor``.
+
+    See Also
+    --------
+    to_sklearn : The conversion the other way.
     """
     cls = _FROM_SKLEARN.get(type(model))
     if cls is None:

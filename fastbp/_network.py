@@ -103,16 +103,45 @@ class Network:
     params : ndarray of shape (n_params,)
         All parameters: weights row-major, then intercepts.
     coefs : list of ndarray of shape (fan_in, fan_out)
-        Views of the weights in ``params``.
+        Views of the weights in ``params``, one per layer.
     intercepts : list of ndarray of shape (fan_out,)
-        Views of the intercepts in ``params``.
+        Views of the intercepts in ``params``, one per layer.
+    layer_units : tuple of int
+        Units per layer, input first.
+    activations : tuple of str
+        Activation of each layer after the input: the hidden ones, then the
+        output's.
+    loss : str
+        The loss minimised.
+    bias : bool
+        Whether the layers have trained intercepts.
+    dtype : numpy.dtype
+        Dtype of parameters and computation.
+    n_params : int
+        Number of parameters, weights and intercepts.
     layers : ndarray of shape (n_layers, 5)
-        Layer table passed to the kernels.
+        Layer table passed to the kernels: fan-in, fan-out, offsets of the
+        weights and of the intercepts in ``params``, activation code.
     version : int
         Raised by one before and after trained weights are copied into
         ``params`` (:meth:`publish`): odd while they are copied. Predictions
         made in other threads meanwhile use it to see the weights from
         before or after a training call, never a mix.
+
+    See Also
+    --------
+    check_gradients : Compare the gradients with finite differences.
+    MLPClassifier, MLPRegressor : The estimators built on this network.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbp import Network
+    >>> net = Network((2, 3, 1), activation="tanh").init_weights(0)
+    >>> net.predict(np.ones((4, 2))).shape
+    (4, 1)
+    >>> [coef.shape for coef in net.coefs]
+    [(2, 3), (3, 1)]
     """
 
     def __init__(
@@ -214,6 +243,7 @@ class Network:
 
     @property
     def loss_code(self):
+        """Integer code of ``loss`` in the kernels' tables."""
         return kernels.LOSS_CODES[self.loss]
 
     def set_weights(self, coefs, intercepts=None):
@@ -266,7 +296,19 @@ class Network:
             self.version += 1
 
     def copy(self, dtype=None):
-        """Return an independent copy of the network, optionally in another dtype."""
+        """Return an independent copy of the network, optionally in another dtype.
+
+        Parameters
+        ----------
+        dtype : {np.float64, np.float32}, default=None
+            Dtype of the copy; None keeps this network's.
+
+        Returns
+        -------
+        network : Network
+            A new network with the same layers, activations, loss and
+            parameters (converted to ``dtype``).
+        """
         network = Network(
             self.layer_units,
             activation=self.activations[:-1],
@@ -279,11 +321,33 @@ class Network:
         return network
 
     def get_weights(self):
-        """Return copies of the weights and intercepts as two lists of arrays."""
+        """Return copies of the weights and intercepts as two lists of arrays.
+
+        Returns
+        -------
+        coefs : list of ndarray of shape (fan_in, fan_out)
+            Copies of the weight matrices, one per layer.
+        intercepts : list of ndarray of shape (fan_out,)
+            Copies of the intercept vectors, one per layer.
+        """
         return [c.copy() for c in self.coefs], [b.copy() for b in self.intercepts]
 
     def owns(self, coefs, intercepts):
-        """True when the lists ``coefs`` and ``intercepts`` are this network's views."""
+        """Whether the lists ``coefs`` and ``intercepts`` are this network's views.
+
+        Parameters
+        ----------
+        coefs : list of ndarray
+            A list of weight matrices, such as an estimator's ``coefs_``.
+        intercepts : list of ndarray
+            A list of intercept vectors, such as an estimator's ``intercepts_``.
+
+        Returns
+        -------
+        owned : bool
+            True when both are the very lists of views this network made,
+            with every view unmoved (same shape and strides).
+        """
         # the views it made, unmoved (an ndarray's data pointer cannot be
         # changed, its shape and strides can): 1 us where comparing
         # addresses took 10
@@ -379,7 +443,7 @@ class Network:
         """Forward pass, loss and backward pass, keeping every intermediate.
 
         Returns the gradients of the objective ``J`` of
-        :meth:`loss_and_gradient`. With ``S = sum_i s_i``:
+        :meth:`loss_and_gradient`. With ``S = sum_i s_i``::
 
             dZ[L] = s_i dJ_i/dZ[L] / S        (= s_i (A[L] - Y) / S for canonical pairs)
             dW[l] = A[l-1]^T dZ[l] + alpha W[l] / S      db[l] = sum_rows dZ[l]
@@ -387,8 +451,14 @@ class Network:
 
         Parameters
         ----------
-        X, Y, sample_weight, alpha
-            As in :meth:`loss_and_gradient`.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input rows.
+        Y : array-like of shape (n_samples, n_outputs) or (n_samples,)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights; None weighs every row 1.
+        alpha : float, default=0.0
+            L2 strength (intercepts are not penalised).
 
         Returns
         -------
@@ -468,10 +538,16 @@ class Network:
 
         Parameters
         ----------
-        X, Y, sample_weight, alpha
-            As in :meth:`loss_and_gradient`.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input rows.
+        Y : array-like of shape (n_samples, n_outputs) or (n_samples,)
+            Targets.
         learning_rate : float
             Step size.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights; None weighs every row 1.
+        alpha : float, default=0.0
+            L2 strength (intercepts are not penalised).
 
         Returns
         -------
@@ -494,8 +570,10 @@ class Network:
 
         Parameters
         ----------
-        X, Y, sample_weight, alpha
-            As in :meth:`loss_and_gradient`.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input rows.
+        Y : array-like of shape (n_samples, n_outputs) or (n_samples,)
+            Targets.
         mode : {"standard", "accumulated"}, default="standard"
             "standard" updates after every single row, in order (the
             textbook's standard BP); "accumulated" updates once per epoch
@@ -504,6 +582,10 @@ class Network:
             Step size.
         n_epochs : int, default=1
             Passes over the data.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights; None weighs every row 1.
+        alpha : float, default=0.0
+            L2 strength (intercepts are not penalised).
         momentum : float, default=0.0
             Classical momentum.
 

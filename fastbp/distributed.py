@@ -226,9 +226,23 @@ def _make_thread_limit_plugin_class():
             self._limiter = None
 
         def setup(self, worker):
+            """Limit the threads of the worker's process; Dask calls it in every worker.
+
+            Parameters
+            ----------
+            worker : distributed.Worker
+                The worker the plugin is registered on.
+            """
             self._limiter = _limit_process_threads(self.n_threads)
 
         def teardown(self, worker):
+            """Restore the BLAS limits; Dask calls it when the plugin is removed.
+
+            Parameters
+            ----------
+            worker : distributed.Worker
+                The worker the plugin is registered on.
+            """
             if self._limiter is not None:
                 self._limiter.restore_original_limits()
                 self._limiter = None

@@ -214,6 +214,7 @@ def gradient_descent_path(grad, x0, learning_rate, n_steps):
     The tutorials' example, ``f(x) = x^2`` from ``x = 5`` with learning
     rate 0.1: every step multiplies ``x`` by 0.8.
 
+    >>> from fastbp.plotting import gradient_descent_path
     >>> path = gradient_descent_path(lambda x: 2 * x, 5.0, 0.1, 50)
     >>> path.shape
     (51,)
