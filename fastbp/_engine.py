@@ -24,7 +24,9 @@ from ._buffers import aligned_empty
 _CHUNK_ELEMENTS = 1 << 20
 # Rows of a prediction chunk: at least this many chunks when there are rows
 # enough, so that threads can share them, each of at least _CHUNK_ROWS rows.
-_PREDICTION_CHUNKS = 16
+# A product's last bits depend on its rows, so this count is part of what
+# makes a saved model predict the same in every version.
+_PREDICTION_CHUNKS = 8
 _CHUNK_ROWS = 64
 # Fewest multiply-adds a thread of a prediction computes: a pool thread is
 # woken for each call, which costs more than a part of an epoch.
