@@ -1,15 +1,23 @@
 """The ``fastbp`` command: train, predict and evaluate from the shell.
 
-    fastbp train [DATA] [--target COL] [--task auto] [--config FILE] [--<parameter> VALUE ...]
-                 [--model-out PATH] [--metrics-out PATH] [--plot-out PATH.png]
-    fastbp predict MODEL DATA --out PATH.csv [--proba]
-    fastbp evaluate MODEL DATA [--target COL] [--metrics-out PATH]
+    fastbp train [DATA] [--target COL] [--task auto] [--sep SEP] [--config FILE]
+                 [--<parameter> VALUE ...] [--model-out PATH | --no-model-out]
+                 [--metrics-out PATH] [--plot-out PATH.png]
+    fastbp predict MODEL DATA --out PATH.csv [--proba] [--sep SEP]
+    fastbp evaluate MODEL DATA [--target COL] [--sep SEP] [--metrics-out PATH]
 
 Also ``python -m fastbp.cli``. DATA is a CSV file (header row required),
 a Parquet file (needs pyarrow) or an ``.npz`` file holding arrays ``X`` and
 ``y``; the format is chosen by the extension (and the file's first bytes when
-the extension is unknown). Without DATA, ``train`` fits scikit-learn's digits
-(pixels divided by 16), the README's main job.
+the extension is unknown). A CSV file's separator (comma, semicolon, tab or
+``|``) is detected from its first lines unless ``--sep`` gives it. Without
+DATA, ``train`` fits scikit-learn's digits (pixels divided by 16), the
+README's main job.
+
+``train DATA`` writes the fitted model to ``model.fbp`` beside DATA,
+replacing that file if it exists, unless ``--model-out PATH`` names another
+file or ``--no-model-out`` asks for none; on the bundled digits it writes a
+model only with ``--model-out``.
 
 Every parameter of scikit-learn's ``MLPClassifier`` / ``MLPRegressor`` is a
 flag of ``train`` (generated from the estimators' ``get_params()`` and
@@ -34,6 +42,7 @@ import inspect
 import io
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -350,6 +359,19 @@ def _fraction(text):
     return value
 
 
+def _separator(text):
+    """``--sep``: one character; ``\\t`` (backslash, t) and ``tab`` mean a tab."""
+    sep = "\t" if text in ("\\t", "tab") else text
+    if len(sep) != 1 or sep in "\"\r\n":
+        raise argparse.ArgumentTypeError(f"must be one character other than a quote or a line "
+                                         f"break (\\t or tab for a tab), got {text!r}")
+    return sep
+
+
+SEP_HELP = ("CSV field separator, one character (\\t or tab for a tab; default: detected "
+            "from the file's first lines among , ; tab |)")
+
+
 def build_parser(specs=None):
     """The argument parser; ``specs`` (from :func:`_param_specs`) makes the train flags."""
     if specs is None:
@@ -374,8 +396,10 @@ def build_parser(specs=None):
         "train", parents=[common], allow_abbrev=False,
         help="fit a model on DATA (or on the bundled digits) and write model, metrics and plot",
         description="Fit an MLPClassifier or MLPRegressor on DATA, hold out --test-size of the rows "
-                    "for scoring, and write the model (fastbp.save), a metrics JSON and a learning-"
-                    "curve PNG. Without DATA, fits scikit-learn's digits (pixels / 16).",
+                    "for scoring, and write the model (fastbp.save; by default model.fbp beside "
+                    "DATA), and on request a metrics JSON and a learning-curve PNG. Without DATA, "
+                    "fits scikit-learn's digits (pixels / 16) and writes a model only with "
+                    "--model-out.",
         epilog="auto task: classification when the target is not numeric (strings, booleans, "
                f"categories) or all its values are whole numbers with at most {MAX_CLASSES_INFERRED} "
                "distinct ones; regression otherwise. Parameter precedence, lowest first: estimator "
@@ -391,10 +415,16 @@ def build_parser(specs=None):
                             "name (.npz; default: y)")
     train.add_argument("--task", choices=["auto", "classification", "regression"], default="auto",
                        help="estimator to fit (default: auto, see below)")
+    train.add_argument("--sep", type=_separator, metavar="SEP", help=SEP_HELP)
     train.add_argument("--config", metavar="FILE", help="JSON or TOML file of estimator parameters")
     train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                        help="set an estimator parameter (repeatable)")
-    train.add_argument("--model-out", metavar="PATH", help="write the fitted model here (fastbp.save)")
+    model_out = train.add_mutually_exclusive_group()
+    model_out.add_argument("--model-out", metavar="PATH",
+                           help="write the fitted model here (fastbp.save; default: model.fbp beside "
+                                "DATA, replaced if it exists; none for the bundled digits)")
+    model_out.add_argument("--no-model-out", action="store_true",
+                           help="write no model file")
     train.add_argument("--metrics-out", metavar="PATH", help="write the metrics JSON here")
     train.add_argument("--plot-out", metavar="PATH.png",
                        help="write the learning curve here (needs matplotlib)")
@@ -432,6 +462,7 @@ def build_parser(specs=None):
     predict.add_argument("data", metavar="DATA", help="CSV, Parquet or .npz (array X)")
     predict.add_argument("--out", required=True, metavar="PATH.csv", help="predictions CSV to write")
     predict.add_argument("--proba", action="store_true", help="add class probabilities (classifiers)")
+    predict.add_argument("--sep", type=_separator, metavar="SEP", help=SEP_HELP)
     predict.set_defaults(func=_cmd_predict)
 
     evaluate = sub.add_parser(
@@ -445,6 +476,7 @@ def build_parser(specs=None):
     evaluate.add_argument("--target", metavar="COL",
                           help="target column (default: the one column that is not a feature of "
                                "the model, else the last) or .npz array name (default: y)")
+    evaluate.add_argument("--sep", type=_separator, metavar="SEP", help=SEP_HELP)
     evaluate.add_argument("--metrics-out", metavar="PATH", help="write the scores as JSON here")
     evaluate.set_defaults(func=_cmd_evaluate)
     return parser
@@ -518,7 +550,39 @@ def csv_float_options():
     return {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 
 
-def _read_frame(path, fmt):
+SEPARATORS = (",", ";", "\t", "|")
+SNIFF_LINES = 20
+
+
+def detect_separator(path, fmt):
+    """The separator of a CSV file, from its first lines; the format's default when unclear.
+
+    A candidate fits when it splits the header and every sampled row into the
+    same number of fields (quotes respected); of those, the one giving the
+    most fields (more than one) wins, the format's default first on a tie.
+    The header has no decimal commas, so a semicolon-separated file with
+    decimal commas still gets ``;``.
+    """
+    import csv
+
+    import pandas as pd
+
+    default = "\t" if fmt == "tsv" else ","
+    try:
+        # one field per line: the raw lines, decompressed and decoded as the real read will
+        lines = pd.read_csv(path, sep="\x1f", header=None, nrows=SNIFF_LINES, dtype=str,
+                            quoting=csv.QUOTE_NONE, na_filter=False)[0].tolist()
+    except (ValueError, OSError):  # unreadable here too: the real read says why
+        return default
+    best, best_fields = default, 1
+    for sep in sorted(SEPARATORS, key=lambda c: c != default):
+        counts = {len(row) for row in csv.reader(lines, delimiter=sep)}
+        if len(counts) == 1 and (fields := counts.pop()) > best_fields:
+            best, best_fields = sep, fields
+    return best
+
+
+def _read_frame(path, fmt, sep=None):
     import pandas as pd
 
     if fmt == "parquet":
@@ -531,7 +595,8 @@ def _read_frame(path, fmt):
             raise CLIError(EXIT_INPUT, f"cannot read {path} as Parquet: {exc}") from exc
     else:
         try:
-            df = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", **csv_float_options())
+            sep = ("\t" if fmt == "tsv" else ",") if sep is None else sep
+            df = pd.read_csv(path, sep=sep, **csv_float_options())
         except pd.errors.EmptyDataError as exc:
             raise CLIError(EXIT_INPUT, f"cannot read {path} as CSV: the file is empty") from exc
         except UnicodeDecodeError as exc:
@@ -609,10 +674,16 @@ def _target_array(y, name, path):
     return y
 
 
-def read_dataset(path_text, *, target=None, need_target=True, model=None):
-    """Load DATA; features are the model's (by name) when ``model`` is given."""
+def read_dataset(path_text, *, target=None, need_target=True, model=None, sep=None):
+    """Load DATA; features are the model's (by name) when ``model`` is given.
+
+    ``sep`` is a CSV file's separator (detected when None); it is refused
+    for the other formats.
+    """
     path = _open_checks(path_text)
     fmt = _detect_format(path)
+    if sep is not None and fmt not in ("csv", "tsv"):
+        raise CLIError(EXIT_USAGE, f"--sep applies to CSV files; {path_text} is read as {fmt}")
     model_names = None if model is None else getattr(model, "feature_names_in_", None)
     model_names = None if model_names is None else [str(n) for n in model_names]
     if fmt == "npz":
@@ -634,8 +705,14 @@ def read_dataset(path_text, *, target=None, need_target=True, model=None):
                                           f"{y.shape[0]}")
         return Dataset(X, y, source=str(path_text), fmt="npz", target=target if need_target else None)
 
-    df = _read_frame(path, fmt)
+    how = "from --sep" if sep is not None else "detected"
+    if sep is None and fmt != "parquet":
+        sep = detect_separator(path, fmt)
+    df = _read_frame(path, fmt, sep)
     columns = list(df.columns)
+    # a file read as a single column most likely has another separator: say so in every data error
+    hint = (f"; with separator {sep!r} ({how}) the file reads as a single column: if it uses "
+            f"another separator, pass it with --sep" if fmt != "parquet" and len(columns) == 1 else "")
     if need_target:
         if target is None and model_names is not None:
             # the one column that is not a feature of the model, else the last such column
@@ -646,24 +723,26 @@ def read_dataset(path_text, *, target=None, need_target=True, model=None):
                 found = (f"columns {', '.join(map(repr, extra))} are not" if extra
                          else "every column is one of")
                 raise CLIError(EXIT_DATA, f"which column of {path} is the target? {found} the "
-                                          f"model's features; pass --target NAME")
+                                          f"model's features; pass --target NAME{hint}")
         elif target is None:
             target = columns[-1]
         if target not in columns:
-            hint = difflib.get_close_matches(target, columns, n=1)
+            close = difflib.get_close_matches(target, columns, n=1)
             raise CLIError(EXIT_DATA, f"target column {target!r} not found in {path}"
-                                      f"{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
-                                      f"columns: {', '.join(map(repr, columns))}")
+                                      f"{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                                      f"columns: {', '.join(map(repr, columns))}{hint}")
     if model_names is not None:
         missing = [c for c in model_names if c not in columns]
         if missing:
             raise CLIError(EXIT_DATA, f"{path} lacks feature column{'s' if len(missing) > 1 else ''} "
-                                      f"the model was trained on: {', '.join(map(repr, missing))}")
+                                      f"the model was trained on: {', '.join(map(repr, missing))}"
+                                      f"{hint}")
         features = model_names
     else:
         features = [c for c in columns if c != target]
     if not features:
-        raise CLIError(EXIT_DATA, f"{path} has no feature columns (only {', '.join(map(repr, columns))})")
+        raise CLIError(EXIT_DATA, f"{path} has no feature columns (only "
+                                  f"{', '.join(map(repr, columns))}){hint}")
     X = df[features]
     _check_numeric_frame(X, path)
     all_float32 = all(dtype == np.float32 for dtype in X.dtypes)
@@ -1064,15 +1143,25 @@ def _cmd_train(args):
     from sklearn.utils._param_validation import InvalidParameterError
 
     specs = args.specs
-    save = _import_save() if args.model_out else None
+    if args.model_out == "":
+        raise CLIError(EXIT_USAGE, "--model-out needs a path (--no-model-out writes no model)")
     params, sources = resolve_params(args, specs)
 
     if args.data is None:
         if args.target:
             raise CLIError(EXIT_USAGE, "--target needs a DATA file (the bundled digits have their own)")
+        if args.sep:
+            raise CLIError(EXIT_USAGE, "--sep needs a DATA file (the bundled digits are not a CSV file)")
         data = bundled_dataset()
     else:
-        data = read_dataset(args.data, target=args.target, need_target=True)
+        data = read_dataset(args.data, target=args.target, need_target=True, sep=args.sep)
+    if args.model_out is not None:
+        model_out = args.model_out
+    elif args.data is not None and not args.no_model_out:
+        model_out = str(Path(args.data).with_name("model.fbp"))
+    else:
+        model_out = None
+    save = _import_save() if model_out else None
 
     if args.task == "auto":
         task, reason = infer_task(data.y)
@@ -1102,9 +1191,16 @@ def _cmd_train(args):
         if model.solver == "lbfgs":
             raise CLIError(EXIT_USAGE, "--plot-out draws the loss curve, which solver='lbfgs' "
                                        "does not record; use solver adam or sgd")
-    outputs = [p for p in (args.model_out, args.metrics_out, args.plot_out) if p]
+    outputs = [p for p in (model_out, args.metrics_out, args.plot_out) if p]
     for path in outputs:
         _prepare_output(path)
+        if args.data is not None and Path(path).resolve() == Path(args.data).resolve():
+            raise CLIError(EXIT_USAGE, f"output {path} is the data file; choose another path")
+    if model_out and args.model_out is None and not os.access(Path(model_out).parent, os.W_OK):
+        raise CLIError(EXIT_INPUT, f"cannot write the model beside the data: the directory of "
+                                   f"{model_out} is not writable; pass --model-out PATH or "
+                                   f"--no-model-out")
+    replaced = bool(model_out) and Path(model_out).exists()
 
     seed = model.random_state if isinstance(model.random_state, Integral) else None
     X_train, X_test, y_train, y_test = _split(data, classification, args.test_size, seed)
@@ -1126,11 +1222,11 @@ def _cmd_train(args):
     if X_test is not None:
         test_scores, predict_seconds = _scores(model, X_test, y_test, classification)
 
-    if args.model_out:
+    if model_out:
         try:
-            save(model, args.model_out)
+            save(model, model_out)
         except OSError as exc:
-            raise CLIError(EXIT_INPUT, f"cannot write model file {args.model_out}: {exc}") from exc
+            raise CLIError(EXIT_INPUT, f"cannot write model file {model_out}: {exc}") from exc
 
     metrics = {
         "fastbp_version": fastbp.__version__,
@@ -1157,7 +1253,7 @@ def _cmd_train(args):
         "fit_seconds": fit_seconds,
         "predict_seconds": predict_seconds,
         "warnings": caught,
-        "model_path": args.model_out,
+        "model_path": model_out,
     }
     if hasattr(model, "validation_loss_curve_"):
         metrics["validation_loss_curve_"] = _finite(model.validation_loss_curve_)
@@ -1176,8 +1272,10 @@ def _cmd_train(args):
     print(f"{cls.__name__} {_architecture(model, data.n_features)}, solver={model.solver}, "
           f"{model.n_iter_} iterations (max_iter={model.max_iter}), random_state={model.random_state}")
     print(f"{line}   fit {fit_seconds:.2f} s")
-    written = [f"{what} {path}" for what, path in
-               (("model", args.model_out), ("metrics", args.metrics_out), ("plot", args.plot_out)) if path]
+    model_note = " (replaced the existing file)" if replaced else ""
+    written = [f"{what} {path}{note}" for what, path, note in
+               (("model", model_out, model_note), ("metrics", args.metrics_out, ""),
+                ("plot", args.plot_out, "")) if path]
     if written:
         print("wrote " + ", ".join(written))
     return EXIT_OK
@@ -1230,7 +1328,7 @@ def _cmd_predict(args):
         raise CLIError(EXIT_USAGE, f"--proba needs a classifier; {args.model} holds a "
                                    f"{type(model).__name__}")
     out = _prepare_output(args.out)
-    data = read_dataset(args.data, need_target=False, model=model)
+    data = read_dataset(args.data, need_target=False, model=model, sep=args.sep)
     X = _model_input(model, data)
     start = time.perf_counter()
     prediction = np.asarray(model.predict(X))
@@ -1259,7 +1357,7 @@ def _cmd_evaluate(args):
     model = load_model(args.model)
     if args.metrics_out:
         _prepare_output(args.metrics_out)
-    data = read_dataset(args.data, target=args.target, need_target=True, model=model)
+    data = read_dataset(args.data, target=args.target, need_target=True, model=model, sep=args.sep)
     X = _model_input(model, data)
     classification = is_classifier(model)
     try:

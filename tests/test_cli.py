@@ -9,12 +9,16 @@ pieces (value parsing, the task rule, the unexpected-error path) are tested
 in-process.
 """
 
+import argparse
 import importlib.util
 import json
+import os
+import shutil
 import subprocess
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -193,14 +197,93 @@ def test_predict_csv_matches_the_loaded_model(workdir, csv_run):
     np.testing.assert_array_equal(predictions.iloc[:, 1:].to_numpy(), model.predict_proba(X))
 
 
-@pytest.mark.parametrize("fmt", ["csv", "tsv"])
-def test_text_tables_are_read_to_the_nearest_double(tmp_path, fmt):
-    """Every float written with 17 digits reads back bitwise (pandas 2's default parser is off by an ulp for a third)."""
+@pytest.mark.parametrize("name, separator", [
+    ("table.csv", ","), ("table.csv", ";"), ("table.csv", "\t"), ("table.csv", "|"),
+    ("table.tsv", "\t"), ("table.tsv", ","), ("table.csv.gz", ";"),
+])
+def test_text_tables_are_read_to_the_nearest_double(tmp_path, name, separator):
+    """The separator is detected, and every float written with 17 digits reads back bitwise.
+
+    pandas 2's default parser is off by an ulp for a third of such values.
+    """
     values = np.random.RandomState(0).standard_normal((2000, 3)) * 10.0 ** np.arange(-3, 6, 3)
-    path = tmp_path / f"table.{fmt}"
-    separator = "\t" if fmt == "tsv" else ","
+    path = tmp_path / name
     np.savetxt(path, values, fmt="%.17g", delimiter=separator, header=separator.join("abc"), comments="")
-    np.testing.assert_array_equal(cli._read_frame(path, fmt).to_numpy(), values)
+    data = cli.read_dataset(path)
+    assert data.feature_names == ["a", "b"] and data.target == "c"
+    np.testing.assert_array_equal(data.X.to_numpy(), values[:, :2])
+    np.testing.assert_array_equal(data.y, values[:, 2])
+
+
+@pytest.mark.parametrize("text, separator", [
+    ('a;b;label\n1,5;2;x\n3;4,25;y\n', ";"),          # decimal commas beside semicolons
+    ('"x;1",b,label\n1,2,"p;q"\n3,4,"r;s"\n', ","),   # separators inside quotes do not count
+    ('a,b;c\n1,2;3\n', ","),                          # a tie: the format's default
+    ('a,b,label\n1,2,x\n3,4,y,5,6\n', ","),            # ragged: nothing fits, the read says why
+    ('a:b:label\n1:2:x\n', ","),                      # not a candidate
+    ('y\n1\n2\n', ","),
+    ('', ","),
+])
+def test_separator_detection(tmp_path, text, separator):
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    assert cli.detect_separator(path, "csv") == separator
+
+
+@pytest.mark.parametrize("text, separator", [
+    (";", ";"), (":", ":"), ("\t", "\t"), ("\\t", "\t"), ("tab", "\t"), (" ", " "),
+])
+def test_sep_option_values(text, separator):
+    assert cli._separator(text) == separator
+
+
+@pytest.mark.parametrize("text", ["", ";;", '"', "\n", "\\s"])
+def test_sep_option_refuses_what_is_not_one_separator(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="must be one character"):
+        cli._separator(text)
+
+
+def _rewrite_csv(source, target, sep):
+    pd.read_csv(source, **cli.csv_float_options()).to_csv(target, sep=sep, index=False)
+
+
+def test_semicolon_and_tab_csv_train_predict_and_evaluate_as_the_comma_one(workdir, csv_run, tmp_path,
+                                                                           monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _rewrite_csv(workdir / "animals.csv", "comma.csv", ",")
+    _rewrite_csv(workdir / "animals.csv", "semi.csv", ";")
+    _rewrite_csv(workdir / "animals.csv", "tab.csv", "\t")
+    models = {}
+    for name in ("comma", "semi", "tab"):
+        assert cli.main(["train", f"{name}.csv", "--max-iter", "5", "--hidden-layer-sizes", "6",
+                         "--model-out", f"{name}.fbp"]) == 0
+        models[name] = _load(tmp_path / f"{name}.fbp")
+        assert list(models[name].feature_names_in_) == FEATURES
+    for name in ("semi", "tab"):
+        for ours, theirs in zip(models[name].coefs_, models["comma"].coefs_):
+            np.testing.assert_array_equal(ours, theirs)
+
+    trained = workdir / "out/animals.fbp"
+    capsys.readouterr()
+    for name in ("comma", "semi", "tab"):
+        assert cli.main(["predict", str(trained), f"{name}.csv", "--out", f"{name}_pred.csv"]) == 0
+        assert cli.main(["evaluate", str(trained), f"{name}.csv"]) == 0
+    scores = [line for line in capsys.readouterr().out.splitlines() if "accuracy" in line]
+    assert len(scores) == 3 and len({line.split(":", 1)[1] for line in scores}) == 1
+    expected = _load(trained).predict(pd.read_csv("comma.csv", **cli.csv_float_options())[FEATURES])
+    for name in ("comma", "semi", "tab"):
+        np.testing.assert_array_equal(pd.read_csv(f"{name}_pred.csv")["prediction"].to_numpy(), expected)
+
+
+def test_sep_reads_a_separator_detection_does_not_know(workdir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _rewrite_csv(workdir / "animals.csv", "colon.csv", ":")
+    assert cli.main(["train", "colon.csv", "--max-iter", "3", "--no-model-out"]) == 4
+    assert ("colon.csv has no feature columns (only 'x1:x2:x3:label'); with separator ',' (detected) "
+            "the file reads as a single column: if it uses another separator, pass it with --sep"
+            ) in capsys.readouterr().err
+    assert cli.main(["train", "colon.csv", "--sep", ":", "--max-iter", "3", "--model-out", "m.fbp"]) == 0
+    assert list(_load(tmp_path / "m.fbp").feature_names_in_) == FEATURES
 
 
 def test_evaluate_csv(workdir, csv_run):
@@ -264,15 +347,62 @@ def test_predict_and_evaluate_npz(workdir, npz_run):
     assert scores["mse"] == pytest.approx(np.mean((model.predict(data["X"]) - data["y"]) ** 2))
 
 
-def test_train_without_data_uses_bundled_digits(workdir):
+def test_train_without_data_uses_bundled_digits(tmp_path):
     result = run_cli("train", "--max-iter", "3", "--hidden-layer-sizes", "16",
-                     "--metrics-out", "out/digits.json", cwd=workdir)
+                     "--metrics-out", "digits.json", cwd=tmp_path)
     _check_ok(result)
     assert "test accuracy" in result.stdout and "fit" in result.stdout
-    metrics = json.loads((workdir / "out/digits.json").read_text())
+    metrics = json.loads((tmp_path / "digits.json").read_text())
     assert (metrics["n_samples"], metrics["n_features"], metrics["n_iter_"]) == (1797, 64, 3)
     assert metrics["data"]["format"] == "bundled" and metrics["classes"] == list(range(10))
     assert any("ConvergenceWarning" in w for w in metrics["warnings"])
+    assert [p.name for p in tmp_path.iterdir()] == ["digits.json"]  # no model file unless asked
+    assert metrics["model_path"] is None and "wrote metrics digits.json" in result.stdout
+
+
+# ----------------------------------------------------------------------
+# The model file of train DATA
+
+
+def test_train_data_writes_model_beside_the_data_and_replaces_it(workdir, tmp_path, monkeypatch, capsys):
+    (tmp_path / "data").mkdir()
+    shutil.copy(workdir / "animals.csv", tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "data/animals.csv", "--max-iter", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == f"wrote model {Path('data', 'model.fbp')}"
+    first = _load(tmp_path / "data/model.fbp")
+    assert isinstance(first, MLPClassifier) and first.n_iter_ == 3
+    assert list(first.feature_names_in_) == FEATURES
+
+    assert cli.main(["train", "data/animals.csv", "--max-iter", "4", "--metrics-out", "m.json"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == (f"wrote model {Path('data', 'model.fbp')} (replaced the existing "
+                                    "file), metrics m.json")
+    assert _load(tmp_path / "data/model.fbp").n_iter_ == 4
+    assert json.loads((tmp_path / "m.json").read_text())["model_path"] == str(Path("data", "model.fbp"))
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["animals.csv", "model.fbp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "m.json"]
+
+
+def test_no_model_out_writes_no_model(workdir, tmp_path, monkeypatch, capsys):
+    shutil.copy(workdir / "animals.csv", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "animals.csv", "--max-iter", "3", "--no-model-out"]) == 0
+    assert "wrote" not in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir()] == ["animals.csv"]
+
+
+def test_default_model_file_in_a_directory_that_is_not_writable(workdir, tmp_path, monkeypatch, capsys):
+    """Refused before training, with the two ways out."""
+    shutil.copy(workdir / "animals.csv", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: mode != os.W_OK)
+    assert cli.main(["train", "animals.csv", "--max-iter", "3"]) == 3
+    out, err = capsys.readouterr()
+    assert ("cannot write the model beside the data: the directory of model.fbp is not writable; "
+            "pass --model-out PATH or --no-model-out") in err
+    assert "train /" not in err and out == ""
 
 
 # ----------------------------------------------------------------------
@@ -319,6 +449,22 @@ ERROR_CASES = {
     "value out of range": (["train", "animals.csv", "--alpha", "-1"], 2, "invalid estimator parameter"),
     "parameter of the other task": (["train", "animals.csv", "--loss", "poisson"], 2,
                                     "'loss' applies to regression only"),
+    "--model-out with --no-model-out": (["train", "animals.csv", "--model-out", "m.fbp", "--no-model-out"],
+                                        2, "argument --no-model-out: not allowed with argument --model-out"),
+    "empty --model-out": (["train", "animals.csv", "--model-out", ""], 2, "--model-out needs a path"),
+    "output over the data file": (["train", "animals.csv", "--metrics-out", "animals.csv"], 2,
+                                  "output animals.csv is the data file"),
+    "single-column CSV": (["train", "colons.tsv"], 4,
+                          "colons.tsv has no feature columns (only 'x1:x2:label'); with separator '\\t' "
+                          "(detected) the file reads as a single column: if it uses another separator, "
+                          "pass it with --sep"),
+    "--sep that splits nothing": (["evaluate", "out/animals.fbp", "animals.csv", "--sep", ";"], 4,
+                                  "with separator ';' (from --sep) the file reads as a single column"),
+    "two-character --sep": (["train", "animals.csv", "--sep", ";;"], 2,
+                            "argument --sep: must be one character"),
+    "--sep on an .npz": (["train", "reg.npz", "--sep", ";"], 2, "--sep applies to CSV files; reg.npz is read "
+                                                              "as npz"),
+    "--sep without DATA": (["train", "--sep", ";"], 2, "--sep needs a DATA file"),
 }
 
 
@@ -347,6 +493,7 @@ def bad_files(workdir, csv_run, npz_run):
     (workdir / "truncated.fbp").write_bytes(model_bytes[: len(model_bytes) // 2])
     (workdir / "data.parquet").write_bytes(b"PAR1 not really")
     (workdir / "bad.json").write_text("{not json")
+    (workdir / "colons.tsv").write_text("x1:x2:label\n1:2:a\n")
     pd.read_csv(workdir / "animals.csv")[FEATURES].to_csv(workdir / "features.csv", index=False)
     frame = pd.read_csv(workdir / "animals.csv")[FEATURES]
     frame["label"] = np.arange(len(frame)) % 2
