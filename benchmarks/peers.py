@@ -303,6 +303,7 @@ class JaxMLP(_Peer):
         self.jax = jax
         self._compiled = None
         self._signature = None
+        self.compile_phases = None
 
     # ---- the maths, traced by jit
 
@@ -410,17 +411,26 @@ class JaxMLP(_Peer):
         return params, zeros, zeros, t
 
     def compile(self, X, y):
-        """Compile the epoch (or the L-BFGS objective) for X's shapes; return the seconds taken."""
+        """Compile the epoch (or the L-BFGS objective) for X's shapes; return the seconds taken.
+
+        For an epoch, ``compile_phases`` then holds the seconds of tracing
+        and lowering to StableHLO and of XLA's compile, apart.
+        """
         self._prepare(X, y)
         if self.workload.solver == "lbfgs":
             start = time.perf_counter()
             self._compile_lbfgs(X)
+            self.compile_phases = None
         else:
             batches = self._batches(X, np.random.RandomState(0))
             params, m, v, t = self._initial_state()
             start = time.perf_counter()
             epoch = self._make_epoch(self._sparse, self._batch_size, self._dtype)
-            self._compiled = epoch.lower(params, m, v, t, self._X, self._Y, batches).compile()
+            lowered = epoch.lower(params, m, v, t, self._X, self._Y, batches)
+            lowered_at = time.perf_counter()
+            self._compiled = lowered.compile()
+            self.compile_phases = {"trace_and_lower": lowered_at - start,
+                                   "xla_compile": time.perf_counter() - lowered_at}
         self.compile_seconds = time.perf_counter() - start
         return self.compile_seconds
 
