@@ -383,38 +383,6 @@ def time_predictions(runner, X):
     return statistics.median(times)
 
 
-def cross_core_handoff_ns():
-    """One-way hand-off between two threads (ns), as fastbp measures it before a split fit; None if unmeasured.
-
-    This VM's two vCPUs at times sit on host cores that share no L3 cache,
-    for minutes: hand-offs then take 143-172 ns instead of 30-35, and fits
-    whose threads exchange data at every mini-batch slow down (see
-    ``fastbp._threads.MIN_SPLIT_INTENSITY``).
-    """
-    from fastbp import _threads
-
-    seconds = _threads.handoff_seconds()
-    return None if seconds is None else seconds * 1e9
-
-
-def handoff_summary(run, names):
-    """A line on the cores' hand-off time before each fastbp fit, flagging fits without a shared cache."""
-    from fastbp._threads import SHARED_CACHE_HANDOFF
-
-    limit = SHARED_CACHE_HANDOFF * 1e9
-    parts, slow = [], 0
-    for name in names:
-        handoffs = [h for h in run["results"][name].get("handoff_ns", []) if h is not None]
-        slow += sum(h >= limit for h in handoffs)
-        parts.append(f"{name} " + "/".join(f"{h:.0f}" for h in handoffs))
-    line = ("\nCross-core hand-off before each fastbp fit (ns; fastbp splits a fit with few "
-            f"multiply-adds per parameter only below {limit:.0f}): " + ", ".join(parts) + ".")
-    if slow:
-        line += (f" **{slow} fastbp fits ran while the two cores shared no cache, or the other core was "
-                 "busy**: fits whose threads exchange data at every mini-batch are slower in those.")
-    return line
-
-
 def time_workload(name, workload, X, y, libraries, repeat):
     """Time every library on one workload, the libraries taking turns.
 
@@ -448,14 +416,11 @@ def time_workload(name, workload, X, y, libraries, repeat):
             runners[lib] = runner
         except Exception as exc:
             failed(lib, exc)
-    handoffs = []
     for _ in range(repeat):
         for lib, runner in list(runners.items()):
             try:
                 gc.collect()
                 time.sleep(PAUSE_SECONDS)
-                if lib == "fastbp":
-                    handoffs.append(cross_core_handoff_ns())
                 t = time.perf_counter()
                 runner.fit(X, y)
                 results[lib]["fit_all"].append(time.perf_counter() - t)
@@ -472,7 +437,6 @@ def time_workload(name, workload, X, y, libraries, repeat):
             )
         except Exception as exc:
             failed(lib, exc)
-    results["handoff_ns"] = handoffs
     predictors = [lib for lib in ("fastbp", "sklearn") if lib in runners]
     for lib in predictors:
         results[lib]["predict_all"] = []
@@ -819,7 +783,6 @@ def workload_sections(run):
         row += [f"{roof.get('gflop', 0):.3g}", fmt_s(roof.get("seconds")), fmt_ratio(roof.get("fastbp_ratio"))]
         rows.append(row)
     out.append(table(header, rows))
-    out.append(handoff_summary(run, names))
 
     # scores
     out.append("\n## Training score (accuracy for classifiers, R² for regressors)\n")
