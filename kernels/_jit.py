@@ -123,6 +123,8 @@ class _KernelCacheLocator(_CacheLocator):
 
     def __init__(self, py_func):
         self._lineno = py_func.__code__.co_firstlineno
+        # Numba names the source file in its warning when a function cannot be cached
+        self._py_file = py_func.__code__.co_filename
 
     def ensure_cache_path(self):
         os.makedirs(CACHE_DIR, exist_ok=True)
