@@ -275,18 +275,19 @@ def _predict(network, params, X_input, labels):
     n_chunks = -(-n_samples // chunk)
     work = n_samples * X_input.row_multiply_adds(network.layer_units)
     wanted = int(min(n_chunks, max(1, work // PREDICTION_THREAD_MULTIPLY_ADDS)))
+    no_labels = _NO_LABELS if labels is None else labels
+    claims = np.zeros(1, dtype=np.int64)
+    units = sum(network.layer_units[1:])
     with _parallel.threads_for(wanted) as n_threads:
+        # every thread's buffers made here, so that the threads start their kernel at once
+        acts = np.empty((n_threads, chunk * units), dtype=params.dtype)
+        rows = np.empty((n_threads, chunk), dtype=np.int64)
+        arguments = (*X_input.arrays, params, network.layers)
 
-        def predict_block(block):
-            start = chunk * (n_chunks * block // n_threads)
-            stop = min(n_samples, chunk * (n_chunks * (block + 1) // n_threads))
-            work = Workspace(network, min(chunk, stop - start), params.dtype)
-            kernels.predict(
-                *X_input.row_block(start, stop), params, network.layers, work.acts, work.rows,
-                work.capacity, out[start:stop], _NO_LABELS if labels is None else labels[start:stop],
-            )
+        def predict_chunks(thread):
+            kernels.predict(*arguments, acts[thread], rows[thread], chunk, out, no_labels, claims)
 
-        _parallel.run_blocks(predict_block, n_threads, n_threads)
+        _parallel.run_blocks(predict_chunks, n_threads, n_threads)
     return out
 
 

@@ -9,34 +9,44 @@ call (SciPy's, which ``threadpoolctl.threadpool_limits`` and the
 its workers set): fastbp's threads take the place of BLAS threads. Calls
 running at once in one process share that allowance (:func:`reserve`).
 
-How work is cut does not depend on the threads: a mini-batch is cut into
-:func:`part_count` parts of its rows, and a full-data pass into as many
-blocks, from its size and the network only, and each part's sums are added
-in part order. Threads then take whole parts, so the results are the same
-bits whatever the number of threads (one thread computes every part in
-turn).
+How work is cut never depends on the thread controls: a mini-batch is cut
+into :func:`part_count` parts of its rows, and a full-data pass into as
+many blocks, from its size, the network and the CPUs the process may use,
+and each part's sums are added in part order. Threads take whole parts
+(thread ``t`` computes parts ``t``, ``t + T``, ...), so the results are the
+same bits whatever the number of threads, one computing every part in turn.
 
 Cost model of the cut. A part of ``r`` rows of a network of ``m``
-multiply-adds per row costs its threads about ``c + r m / R`` (fixed cost
-``c`` of its calls and loops, product rate ``R``), and its mini-batch two
-barriers ``b`` and the sum of the parts' gradients. A cut pays off on ``T``
-threads when the work a thread saves, ``r m / R (1 - 1 / T)``, exceeds
-the ``c`` and ``b`` it adds, and it costs a machine with fewer threads
-than parts about ``c`` per extra part. Measured here (2 cores, OpenBLAS
-0.3.30; figures in ``benchmarks/RESULTS.md``): ``c`` about 1-2 us,
-``b`` 0.03-0.2 us, ``R`` 20-40 multiply-adds per ns in float64 products of
-16 to 64 rows; so a part of :data:`PART_MULTIPLY_ADDS` multiply-adds (3-5
-us of products) and :data:`PART_ROWS` rows at least, and at most
-:data:`MAX_PARTS` parts. A mini-batch of 200 rows of 64-100-10 (digits) is
-cut into 8 parts; on 8 cores each thread computes one, on 2 cores four in
-turn (about ``3 c`` more per mini-batch than two halves). With 32 cores
-the same mini-batch still has 8 parts: its threads do at most 8 parts'
-work at once, and the rest stay free for the user (a larger ``batch_size``
-gets up to 16 parts; beyond, BLAS threads would not serve better either).
+multiply-adds per row and ``n`` parameters costs its thread about
+``c + g n + r m / R``: a fixed cost ``c`` of its calls and loops, writing
+and summing its own gradient (``g`` per parameter), and its products at
+rate ``R``; a mini-batch adds two barriers ``b``. Cutting into ``P`` parts
+on ``T = P`` threads saves ``r m / R (P - 1)`` of products per thread and
+costs ``c + g n + 2 b``: worth it while a part carries
+:data:`PART_MULTIPLY_ADDS` multiply-adds and :data:`PART_ROWS` rows at
+least. More parts than CPUs would only add ``c + g n`` per extra part,
+so the parts never outnumber the CPUs. Measured here (2 cores, OpenBLAS
+0.3.30, ``benchmarks/RESULTS.md``): ``c`` 1-2 us, ``g`` up to about 1 ns
+(a gradient larger than the caches goes through memory), ``b`` well under
+a microsecond while the two cores share a cache, ``R`` 15-40
+multiply-adds per ns for products of 16 to 100 rows; two parts then gain
+1.2-1.7x over one, and four parts on the two cores cost 8-34% more than
+two. What this predicts elsewhere, for the default mini-batch of 200 rows:
+on 8 cores digits (64-100-10) is cut into 8 parts of 25 rows, each thread
+computing about 25 us of products for 9-10 us of fixed and gradient cost,
+so about 4x one thread; on 32 cores into 12 parts (16 rows at least), about
+5x, the rest of the cores staying free for the user. A larger
+``batch_size`` gets up to :data:`MAX_PARTS` parts. Where cores share no
+cache (several sockets, or a VM whose vCPUs move between hosts' sockets),
+the gradient and weights each thread reads from the others cost more, and
+networks of few multiply-adds per parameter (small-batch, sparse input)
+lose by the cut; ``threadpool_limits(1)`` then keeps them on one thread.
 
 A thread waits for the others spinning, then yielding its core, then
-sleeping (``kernels._sync``) and only within a call: workers leave the
-kernels when the call ends. No thread's CPU affinity is ever changed. The
+sleeping (``kernels._sync``). Pool workers wait for their next task
+spinning for about a millisecond (:data:`IDLE_SPINS`), as OpenMP runtimes
+do, so that calls in quick succession find them awake on their own cores,
+then sleep. No thread's CPU affinity is ever changed. The
 only process-wide setting changed is SciPy's BLAS thread count, set to 1
 while fastbp's own threads share a call (two multi-threaded products at
 once would take turns), counted across overlapping calls and set back when
@@ -44,13 +54,16 @@ the last one ends. A forked child starts with no workers and the setting
 as the parent had it before any fastbp call.
 """
 
+import collections
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numba.np.ufunc.parallel as _numba_parallel
+import numpy as np
+
+from . import kernels
 
 # Fewest multiply-adds of a part's forward pass, fewest rows of a part and
 # most parts of a mini-batch or full-data pass (see the module docstring).
@@ -58,15 +71,12 @@ PART_MULTIPLY_ADDS = 100_000
 PART_ROWS = 16
 MAX_PARTS = 16
 
-# Bound of the worker pool, above any number of threads a call can be allowed.
-_MAX_WORKERS = 1024
-
 _lock = threading.Lock()
 _threads_in_use = 0  # threads held by the fastbp calls running in this process
 _blas = None  # threadpoolctl controller of the kernels' BLAS
 _blas_holders = 0  # overlapping calls that keep the BLAS on one thread
 _blas_saved = None  # the BLAS thread counts before the first of them
-_pool = None
+_idle_workers = []  # pool threads waiting for a task
 
 
 def multiply_adds_per_row(layer_units):
@@ -75,12 +85,13 @@ def multiply_adds_per_row(layer_units):
 
 
 def part_count(n_rows, row_multiply_adds):
-    """Parts a mini-batch (or a full-data pass) of ``n_rows`` rows is cut into: a power of two.
+    """Parts a mini-batch (or a full-data pass) of ``n_rows`` rows is cut into.
 
-    The largest power of two that gives each part at least
-    :data:`PART_ROWS` rows and :data:`PART_MULTIPLY_ADDS` multiply-adds,
-    at most :data:`MAX_PARTS`; 1 when no cut pays off. It depends on the
-    size of the work only, never on the machine or the threads.
+    As many as the CPUs the process may use (:func:`available_cores`),
+    with at least :data:`PART_ROWS` rows and :data:`PART_MULTIPLY_ADDS`
+    multiply-adds of the forward pass each, at most :data:`MAX_PARTS`; 1
+    when no cut pays off. It never depends on the thread controls, so the
+    results do not either.
 
     Parameters
     ----------
@@ -89,11 +100,9 @@ def part_count(n_rows, row_multiply_adds):
     row_multiply_adds : float
         Multiply-adds of one row's forward pass.
     """
-    limit = min(MAX_PARTS, n_rows // PART_ROWS, int(n_rows * row_multiply_adds // PART_MULTIPLY_ADDS))
-    parts = 1
-    while 2 * parts <= limit:
-        parts *= 2
-    return parts
+    limit = min(MAX_PARTS, available_cores(), n_rows // PART_ROWS,
+                int(n_rows * row_multiply_adds // PART_MULTIPLY_ADDS))
+    return max(1, limit)
 
 
 def available_cores():
@@ -213,22 +222,78 @@ def threads_for(wanted):
             yield granted
 
 
-def _worker_pool():
-    """The process's pool of worker threads, made on first use."""
-    global _pool
-    with _lock:
-        if _pool is None:
-            # threads are made only when every one made is busy; a team whose worker
-            # could not start would wait for it forever, so the bound is far above need
-            _pool = ThreadPoolExecutor(max_workers=_MAX_WORKERS, thread_name_prefix="fastbp")
-        return _pool
+# Spins (about a millisecond: a pause instruction each, with a sched_yield
+# every 256) a worker waits for its next task before it sleeps. A worker
+# woken from sleep for each call starts late and on the caller's core.
+IDLE_SPINS = 1 << 14
+# Spins of a wait for work that is running (no bound: the wait sleeps
+# between checks once it lasts).
+WAIT_SPINS = 1 << 62
+
+
+class _Worker:
+    """A pool thread that runs the tasks posted to it; between tasks it spins briefly, then sleeps."""
+
+    def __init__(self):
+        self._tasks = collections.deque()
+        self._posted = np.zeros(1, dtype=np.int64)
+        self._wake = threading.Event()
+        threading.Thread(target=self._serve, name="fastbp-worker", daemon=True).start()
+
+    def post(self, task, done, slot):
+        """Run ``task()``; then give this worker back to the pool and set ``done[slot]`` to 1."""
+        self._tasks.append((task, done, slot))
+        kernels.signal(self._posted, 0, self._posted[0] + 1)
+        self._wake.set()
+
+    def _serve(self):
+        while True:
+            seen = self._posted[0]
+            if not self._tasks:
+                kernels.wait_while_equal(self._posted, 0, seen, IDLE_SPINS)
+            if not self._tasks:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            task, done, slot = self._tasks.popleft()
+            task()  # tasks catch their own errors
+            with _lock:
+                _idle_workers.append(self)
+            kernels.signal(done, slot, 1)
+
+
+def _run_on_workers(tasks):
+    """Start each callable of ``tasks`` on a pool worker; return a function that waits for them all.
+
+    The function returns the exceptions the tasks raised.
+    """
+    done = np.zeros(len(tasks), dtype=np.int64)
+    errors = [None] * len(tasks)
+
+    def guarded(slot, task):
+        try:
+            task()
+        except BaseException as error:  # noqa: B036 - handed to the caller
+            errors[slot] = error
+
+    for slot, task in enumerate(tasks):
+        with _lock:
+            worker = _idle_workers.pop() if _idle_workers else None
+        (worker or _Worker()).post(lambda slot=slot, task=task: guarded(slot, task), done, slot)
+
+    def join():
+        for slot in range(len(tasks)):
+            kernels.wait_while_equal(done, slot, 0, WAIT_SPINS)
+        return [error for error in errors if error is not None]
+
+    return join
 
 
 def _after_fork_in_child():
     """Forget the parent's threads and calls: the child has neither."""
-    global _lock, _pool, _threads_in_use, _blas_holders
+    global _lock, _idle_workers, _threads_in_use, _blas_holders
     _lock = threading.Lock()  # another thread may have held it at the fork
-    _pool = None
+    _idle_workers = []
     _threads_in_use = 0
     if _blas_holders:
         for lib, count in zip(_blas_controller().lib_controllers, _blas_saved):
@@ -254,16 +319,15 @@ def run_blocks(process, n_blocks, n_threads):
         for k in range(bounds[t], bounds[t + 1]):
             process(k)
 
-    futures = [_worker_pool().submit(share, t) for t in range(1, n_threads)]
+    join = _run_on_workers([lambda t=t: share(t) for t in range(1, n_threads)])
     errors = []
     try:
         share(0)
     except BaseException as error:  # noqa: B036 - re-raised below, after the workers finished
         errors.append(error)
-    errors += [future.exception() for future in futures]
-    for error in errors:
-        if error is not None:
-            raise error
+    errors += join()
+    if errors:
+        raise errors[0]
 
 
 class EpochTeam:
@@ -286,12 +350,12 @@ class EpochTeam:
     def __init__(self, n_threads, sync):
         self.n_threads = n_threads
         self.sync = sync
-        self._futures = []
+        self._join = None
 
     @property
     def started(self):
         """Whether the workers run (they keep the arrays of the first epoch until :meth:`close`)."""
-        return bool(self._futures)
+        return self._join is not None
 
     def run(self, epoch):
         """Run one epoch; return thread 0's result.
@@ -302,7 +366,7 @@ class EpochTeam:
         """
         if self.n_threads == 1:
             return epoch(0, 1)
-        if not self._futures:
+        if self._join is None:
             self._start(epoch)
         try:
             result = epoch(0, self.n_threads)
@@ -321,19 +385,17 @@ class EpochTeam:
             try:
                 return epoch(thread, self.n_threads)
             except BaseException:
-                self.sync[abort] = 1  # thread 0 and the other workers stop waiting
+                kernels.signal(self.sync, abort, 1)  # thread 0 and the other workers stop waiting
                 raise
 
-        pool = _worker_pool()
-        self._futures = [pool.submit(work, thread) for thread in range(1, self.n_threads)]
+        self._join = _run_on_workers([lambda t=t: work(t) for t in range(1, self.n_threads)])
 
     def close(self, raise_errors=True):
         """Stop the workers (the abort flag) and wait for them; raise the first worker error."""
-        futures, self._futures = self._futures, []
-        if not futures:
+        join, self._join = self._join, None
+        if join is None:
             return
-        self.sync[self.n_threads] = 1
-        errors = [future.exception() for future in futures]
-        for error in errors:
-            if error is not None and raise_errors:
-                raise error
+        kernels.signal(self.sync, self.n_threads, 1)
+        errors = join()
+        if errors and raise_errors:
+            raise errors[0]

@@ -5,6 +5,7 @@ above check everything once and pass arrays of one dtype down.
 """
 
 from ._jit import CACHE_DIR, SOURCES_HASH
+from ._sync import signal, wait_while_equal
 from .activations import ACTIVATION_CODES, add_bias_and_activate, multiply_by_derivative
 from .losses import CANONICAL_OUTPUT, LOSS_CODES, output_delta, weighted_loss_sum
 from .network import (
@@ -48,9 +49,11 @@ __all__ = [
     "output_delta",
     "predict",
     "raw_loss_and_gradient",
+    "signal",
     "sgd_step",
     "squared_coef_norm",
     "train_epoch",
     "train_epoch_one_row",
+    "wait_while_equal",
     "weighted_loss_sum",
 ]

@@ -78,6 +78,20 @@ def store_release(typingctx, array, index, value):
 
 
 @intrinsic
+def fetch_add(typingctx, array, index, value):
+    """Add ``value`` to ``array[index]`` of an int64 array, atomically; return the value before."""
+    if not (_int64_vector(array) and isinstance(index, types.Integer) and isinstance(value, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], signature.args[1], args[1])
+        added = context.cast(builder, args[2], signature.args[2], types.int64)
+        return builder.atomic_rmw("add", pointer, added, "seq_cst")
+
+    return types.int64(array, index, value), codegen
+
+
+@intrinsic
 def spin_pause(typingctx, spins):
     """Pause in a spin-wait; every :data:`SPINS_PER_YIELD` spins, yield the core or sleep.
 
@@ -142,3 +156,25 @@ def wait_for_epoch(sync, n_threads, epoch):
         spins += 1
         spin_pause(spins)
     return load_acquire(sync, n_threads) == 0
+
+
+@jit
+def signal(flags, index, value):
+    """``flags[index] = value`` for a thread that waits with :func:`wait_while_equal` (release ordering)."""
+    store_release(flags, index, value)
+
+
+@jit
+def wait_while_equal(flags, index, value, max_spins):
+    """Wait, spinning, while ``flags[index]`` holds ``value``, at most ``max_spins`` spins; return what it holds.
+
+    Called from Python: the wait releases the GIL. Past
+    :data:`SPINS_BEFORE_SLEEP` spins it sleeps between checks.
+    """
+    current = load_acquire(flags, index)
+    spins = 0
+    while current == value and spins < max_spins:
+        spins += 1
+        spin_pause(spins)
+        current = load_acquire(flags, index)
+    return current

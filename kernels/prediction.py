@@ -1,12 +1,13 @@
 """The prediction loop: the forward pass over every row, one chunk of rows at a time.
 
 A chunk's results do not depend on the thread that computes it or on the
-chunks computed before, so threads can share the chunks of a prediction in
-any way (``fastbp._parallel`` gives each thread a block of whole chunks) and
-still return the bits of a prediction made in one thread.
+chunks computed before, so the threads of a prediction take its chunks one
+at a time from a shared counter, each next one going to whichever thread is
+free first, and still return the bits of a prediction made in one thread.
 """
 
 from ._jit import jit
+from ._sync import fetch_add
 from .activations import IDENTITY, first_largest_softmax
 from .network import ACTIVATION, copy_into, forward_recording, unit_view
 
@@ -30,8 +31,11 @@ def predict_chunk(X, csr, params, table, acts, rows, capacity, out, labels, star
 
 
 @jit
-def predict(X, csr, params, layers, acts, rows, capacity, out, labels):
+def predict(X, csr, params, layers, acts, rows, capacity, out, labels, claims):
     """Forward pass of every row, ``capacity`` rows at a time, into ``out``; or the labels of a softmax.
+
+    The calls of the threads that share a prediction take its chunks from
+    the counter ``claims[0]`` until none is left.
 
     Parameters
     ----------
@@ -57,12 +61,19 @@ def predict(X, csr, params, layers, acts, rows, capacity, out, labels):
         of each row's first largest output (:func:`first_largest_softmax`).
         The softmax is then skipped (it is computed only for rows with
         near ties), and ``out`` receives the logits.
+    claims : ndarray of shape (1,) of int64
+        Chunks claimed so far by the threads of the prediction (0 before
+        the first call).
     """
     n_samples = out.shape[0]
+    n_chunks = (n_samples + capacity - 1) // capacity
     table = layers
     if labels.shape[0] > 0:
         table = layers.copy()
         table[-1, ACTIVATION] = IDENTITY
-    for start in range(0, n_samples, capacity):
+    chunk = fetch_add(claims, 0, 1)
+    while chunk < n_chunks:
+        start = chunk * capacity
         stop = min(start + capacity, n_samples)
         predict_chunk(X, csr, params, table, acts, rows, capacity, out, labels, start, stop)
+        chunk = fetch_add(claims, 0, 1)

@@ -191,7 +191,7 @@ def kernel_predict(p, capacity, sparse, X=None, labels=False):
     rows = np.full(capacity, -1, dtype=np.int64)
     out = np.full((X.shape[0], p.sizes[-1]), np.nan, dtype=p.dtype)
     found = np.full(X.shape[0] if labels else 0, -1, dtype=np.int64)
-    K.predict(Xk, csr, p.params, p.layers, acts, rows, capacity, out, found)
+    K.predict(Xk, csr, p.params, p.layers, acts, rows, capacity, out, found, np.zeros(1, dtype=np.int64))
     return (found, out) if labels else out
 
 

@@ -50,6 +50,9 @@ def thread_counts(monkeypatch):
     def allow(n_threads):
         monkeypatch.setattr(_parallel, "allowed_threads", lambda: n_threads)
 
+    # four CPUs, so that work is cut into four parts and up to four threads share them
+    monkeypatch.setattr(_parallel, "available_cores", lambda: 4)
+
     allow.used = used
     return allow
 
@@ -58,19 +61,21 @@ def thread_counts(monkeypatch):
 # How work is cut: by its size only
 
 
-def test_part_count_follows_the_work_and_not_the_machine(monkeypatch):
+def test_part_count_follows_the_work_and_the_cpus_never_the_thread_controls(monkeypatch):
+    monkeypatch.setattr(_parallel, "available_cores", lambda: 64)
     assert _parallel.part_count(1, 10**9) == 1
     assert _parallel.part_count(200, 10) == 1  # too little work for a part
-    assert _parallel.part_count(32, 100 * 64 + 64 * 10) == 2  # small-batch: two halves
-    assert _parallel.part_count(200, 64 * 100 + 100 * 10) == 8  # digits
+    assert _parallel.part_count(32, 100 * 64 + 64 * 10) == 2  # small-batch: two parts of 16 rows
+    assert _parallel.part_count(200, 64 * 100 + 100 * 10) == 12  # digits: 16 rows a part at least
     assert _parallel.part_count(10**6, 10**6) == _parallel.MAX_PARTS
     for rows, per_row in [(17, 10**6), (100, 2000), (5000, 37)]:
         parts = _parallel.part_count(rows, per_row)
-        assert parts & (parts - 1) == 0  # a power of two
         assert rows // parts >= _parallel.PART_ROWS or parts == 1
         assert rows * per_row / parts >= _parallel.PART_MULTIPLY_ADDS or parts == 1
-    monkeypatch.setattr(_parallel, "available_cores", lambda: 64)
-    assert _parallel.part_count(200, 64 * 100 + 100 * 10) == 8
+    monkeypatch.setattr(_parallel, "available_cores", lambda: 2)
+    assert _parallel.part_count(200, 64 * 100 + 100 * 10) == 2
+    with threadpool_limits(1):  # the controls choose threads, not parts
+        assert _parallel.part_count(200, 64 * 100 + 100 * 10) == 2
 
 
 def test_allowed_threads_obey_affinity_numba_and_blas(monkeypatch):
