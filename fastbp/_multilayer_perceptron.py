@@ -355,6 +355,16 @@ def estimator_network(estimator):
     return estimator._get_network()
 
 
+def check_parameters(estimator):
+    """Raise the error ``estimator.fit`` would raise for its constructor parameters, without fitting.
+
+    scikit-learn's parameter table, then fastbp's own checks of the values
+    the table lets through.
+    """
+    estimator._validate_params()
+    _layer_sizes(estimator.hidden_layer_sizes)
+
+
 def training_state(estimator):
     """What a fastbp estimator keeps for further training: ``(best_params, optimizer)``.
 
