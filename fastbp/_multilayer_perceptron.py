@@ -1136,7 +1136,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     alpha : float, default=0.0001
         Strength of the L2 regularization term, divided by the sample weight
         sum when added to the loss.
-    batch_size : int, default='auto'
+    batch_size : {'auto'} or int, default='auto'
         Size of minibatches for stochastic optimizers; 'auto' is
         ``min(200, n_samples)``.
     learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
@@ -1576,9 +1576,11 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
         The solver for weight optimization.
     alpha : float, default=0.0001
-        Strength of the L2 regularization term.
-    batch_size : int, default='auto'
-        Size of minibatches for stochastic optimizers.
+        Strength of the L2 regularization term, divided by the sample weight
+        sum when added to the loss.
+    batch_size : {'auto'} or int, default='auto'
+        Size of minibatches for stochastic optimizers; 'auto' is
+        ``min(200, n_samples)``.
     learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
         Learning rate schedule for 'sgd'.
     learning_rate_init : float, default=0.001
