@@ -1,8 +1,14 @@
 """MLPClassifier / MLPRegressor: parameters checked at fit time; a deliberate difference."""
 
+import importlib.util
+import re
+import warnings
+
 import numpy as np
 import pytest
+import scipy.optimize
 from numpy.testing import assert_array_equal
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from sklearn.neural_network import MLPRegressor as SkMLPRegressor
 
@@ -228,3 +234,177 @@ def test_squared_error_after_poisson_descends_the_true_gradient_where_scikit_lea
     np.testing.assert_allclose(ours.intercepts_[-1][0] - before, -lr * true_gradient, rtol=1e-9)
     np.testing.assert_allclose(theirs.intercepts_[-1][0] - before, -lr * simple_gradient, rtol=1e-9)
     assert abs(true_gradient - simple_gradient) > 0.1 * abs(true_gradient)
+
+
+# ---------------------------------------------------------------------------
+# L-BFGS progress: a verbose line and the callbacks' hooks per iteration
+# ---------------------------------------------------------------------------
+
+LBFGS_LINE = re.compile(r"^Iteration (\d+), loss = (\d+\.\d{8}), gradient inf-norm = (\d\.\d{8}e[+-]\d+)$")
+
+needs_callbacks = pytest.mark.skipif(
+    importlib.util.find_spec("sklearn.callback") is None, reason="scikit-learn has no sklearn.callback"
+)
+
+
+def _lbfgs_problem(kind, rng):
+    X = rng.normal(size=(60, 5))
+    z = X @ rng.normal(size=(5, 3))
+    if kind == "MLPClassifier":
+        return X, np.argmax(z, axis=1), (MLPClassifier, SkMLPClassifier)
+    return X, z[:, :2], (MLPRegressor, SkMLPRegressor)
+
+
+def _same_weights(a, b):
+    return all(np.array_equal(u, v) for u, v in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_))
+
+
+class _LbfgsSpy:
+    """Stands in for scipy.optimize.minimize and keeps what it returned."""
+
+    def __init__(self, minimize):
+        self.minimize, self.results = minimize, []
+
+    def __call__(self, *args, **kwargs):
+        self.results.append(self.minimize(*args, **kwargs))
+        return self.results[-1]
+
+
+@pytest.mark.parametrize("kind", ["MLPClassifier", "MLPRegressor"])
+def test_lbfgs_verbose_prints_each_iteration_with_scikit_learns_loss(kind, rng, capsys, monkeypatch):
+    """Line k holds the loss scikit-learn's L-BFGS reaches with max_iter=k, and the last
+    line the largest absolute component of the gradient SciPy ends with."""
+    X, y, (ours, theirs) = _lbfgs_problem(kind, rng)
+    params = dict(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=5, random_state=0)
+    spy = _LbfgsSpy(scipy.optimize.minimize)
+    monkeypatch.setattr(scipy.optimize, "minimize", spy)
+    model = ours(**params, verbose=True).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    matches = [LBFGS_LINE.fullmatch(line) for line in lines]
+    assert all(matches), lines
+    assert [int(m.group(1)) for m in matches] == list(range(1, model.n_iter_ + 1))
+    assert model.n_iter_ == 5
+    losses = [float(m.group(2)) for m in matches]
+    expected = [theirs(**{**params, "max_iter": k}).fit(X, y).loss_ for k in range(1, 6)]
+    np.testing.assert_allclose(losses, expected, rtol=0, atol=1e-8)
+    assert matches[-1].group(3) == "%.8e" % np.abs(spy.results[-1].jac).max()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lbfgs_verbose_changes_nothing_and_prints_nothing_when_off(dtype, rng, capsys):
+    X, y, _ = _lbfgs_problem("MLPClassifier", rng)
+    X = X.astype(dtype)
+    quiet = MLPClassifier((6,), solver="lbfgs", max_iter=30, random_state=0).fit(X, y)
+    assert capsys.readouterr().out == ""
+    loud = MLPClassifier((6,), solver="lbfgs", max_iter=30, random_state=0, verbose=True).fit(X, y)
+    assert len(capsys.readouterr().out.splitlines()) == loud.n_iter_ == quiet.n_iter_
+    assert _same_weights(loud, quiet) and loud.loss_ == quiet.loss_
+
+
+def test_lbfgs_reports_the_accepted_iterate_when_scipy_evaluated_elsewhere_after_it(rng, capsys,
+                                                                                 monkeypatch):
+    """The gradient of a verbose line is the one at the iterate SciPy passes to the callback,
+    also when the last point evaluated was another (SciPy does not do so today)."""
+    X, y, _ = _lbfgs_problem("MLPRegressor", rng)
+    params = dict(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=6, random_state=0, verbose=True)
+    plain = MLPRegressor(**params).fit(X, y)
+    expected = capsys.readouterr().out
+    minimize = scipy.optimize.minimize
+
+    def evaluating_elsewhere(fun, x0, callback, **kwargs):
+        # named as fastbp's: SciPy passes an OptimizeResult to a callback with this parameter
+        def evaluate_elsewhere_first(intermediate_result):
+            fun(intermediate_result.x + 0.5)
+            callback(intermediate_result)
+
+        return minimize(fun, x0, callback=evaluate_elsewhere_first, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "minimize", evaluating_elsewhere)
+    detoured = MLPRegressor(**params).fit(X, y)
+    assert capsys.readouterr().out == expected
+    assert _same_weights(detoured, plain) and detoured.loss_ == plain.loss_
+
+
+class _IterationRecorder:
+    """A FitCallback recording its hooks; asks to stop at the end of iteration ``stop_at``."""
+
+    def __init__(self, stop_at=None):
+        self.stop_at, self.log, self.models = stop_at, [], []
+
+    def setup(self, estimator, context):
+        self.log.append("setup")
+
+    def on_fit_task_begin(self, estimator, context):
+        self.log.append(f"begin {context.task_name} {context.task_id}")
+
+    def on_fit_task_end(self, estimator, context, *, fitted_estimator=None):
+        self.log.append(f"end {context.task_name} {context.task_id}")
+        if context.task_name == "lbfgs-iter":
+            self.models.append(fitted_estimator)
+            return context.task_id + 1 == self.stop_at
+        return False
+
+    def teardown(self, estimator, context):
+        self.log.append("teardown")
+
+
+def _hooks_of(n_iterations):
+    iterations = [f"{hook} lbfgs-iter {i}" for i in range(n_iterations) for hook in ("begin", "end")]
+    return ["setup", "begin fit 0", *iterations, "end fit 0", "teardown"]
+
+
+@needs_callbacks
+@pytest.mark.parametrize("kind", ["MLPClassifier", "MLPRegressor"])
+def test_callbacks_see_each_lbfgs_iteration_as_a_model(kind, rng):
+    """Each iteration is a task whose fitted_estimator predicts as a fit stopped there."""
+    X, y, (ours, _) = _lbfgs_problem(kind, rng)
+    recorder = _IterationRecorder()
+    model = ours(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=4, random_state=0).set_callbacks(recorder).fit(X, y)
+    assert recorder.log == _hooks_of(4)
+    for k, seen in enumerate(recorder.models, start=1):
+        assert seen.n_iter_ == k
+        stopped_there = ours(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=k, random_state=0).fit(X, y)
+        assert_array_equal(seen.predict(X), stopped_there.predict(X))
+        assert seen.loss_ == stopped_there.loss_
+    assert_array_equal(recorder.models[-1].predict(X), model.predict(X))
+
+
+@needs_callbacks
+def test_a_converged_lbfgs_fit_reports_only_the_iterations_it_ran(rng):
+    X, y, _ = _lbfgs_problem("MLPClassifier", rng)
+    recorder = _IterationRecorder()
+    model = MLPClassifier((6,), solver="lbfgs", max_iter=500, tol=1e-2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model.set_callbacks(recorder).fit(X, y)
+    assert 1 < model.n_iter_ < 500
+    assert recorder.log == _hooks_of(model.n_iter_)
+
+
+@needs_callbacks
+@pytest.mark.parametrize("kind", ["MLPClassifier", "MLPRegressor"])
+@pytest.mark.parametrize("stop_at", [1, 3])
+def test_a_callback_can_stop_lbfgs_after_any_iteration(kind, stop_at, rng):
+    """The model is that iteration's: the weights, loss_ and n_iter_ of a fit with
+    max_iter=stop_at, and no ConvergenceWarning (the user asked for the stop)."""
+    X, y, (ours, _) = _lbfgs_problem(kind, rng)
+    recorder = _IterationRecorder(stop_at=stop_at)
+    model = ours(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=50, random_state=0).set_callbacks(recorder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(X, y)
+    assert model.n_iter_ == stop_at
+    assert recorder.log == _hooks_of(stop_at)
+    stopped_there = ours(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=stop_at, random_state=0).fit(X, y)
+    assert _same_weights(model, stopped_there)
+    assert model.loss_ == stopped_there.loss_
+    assert_array_equal(model.predict(X), stopped_there.predict(X))
+
+
+def test_lbfgs_records_no_loss_curve(rng):
+    """As in scikit-learn: loss_curve_ marks a stochastic fit (the parity tests, plots and
+    the CLI rely on it); per-iteration losses come through verbose or callbacks."""
+    X, y, _ = _lbfgs_problem("MLPClassifier", rng)
+    model = MLPClassifier((6,), solver="lbfgs", max_iter=5, random_state=0).fit(X, y)
+    assert not hasattr(model, "loss_curve_")
+    assert not hasattr(SkMLPClassifier((6,), solver="lbfgs", max_iter=5).fit(X, y), "loss_curve_")
