@@ -1353,6 +1353,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             self._label_binarizer = _fitted_label_binarizer(y)
             self.classes_ = self._label_binarizer.classes_
         else:
+            self._check_label_columns(y)
             classes = unique_labels(y)
             if self.warm_start:
                 if set(classes) != set(self.classes_):
@@ -1524,12 +1525,20 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             The input data.
-        y : array-like of shape (n_samples,)
-            The target values.
+        y : {array-like, sparse matrix} of shape (n_samples,) or (n_samples, n_labels)
+            The target values: class labels, or a multilabel indicator
+            matrix of 0 and 1 (dense or sparse, as ``fit`` takes), of the
+            same form in every call.
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
         classes : array of shape (n_classes,), default=None
-            Classes across all calls to partial_fit; required on the first call.
+            Classes across all calls to partial_fit; required on the first
+            call. For class labels, ``np.unique(y_all)`` over the whole data
+            (a call's ``y`` need not hold every class). For a multilabel
+            indicator ``y``, the indices of its label columns,
+            ``np.arange(n_labels)``: the ``classes_`` that ``fit`` gives; every
+            call's ``y`` then has these ``n_labels`` columns. (scikit-learn
+            does not check ``classes`` against a multilabel ``y``.)
 
         Returns
         -------
@@ -1539,13 +1548,47 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         return self._fit(X, y, sample_weight=sample_weight, incremental=True, classes=classes)
 
     def _start_partial_fit(self, y, classes):
-        """Set up the labels on the first partial_fit call (checked on later ones)."""
+        """Set up the labels on the first partial_fit call (checked on later ones).
+
+        For a multilabel indicator ``y``, ``classes`` must be the indices of
+        its label columns, ``np.arange(n_labels)``: the ``classes_`` that
+        ``fit`` gives.
+        """
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
+                n_labels = np.shape(y)[1]
+                if not np.array_equal(self.classes_, np.arange(n_labels)):
+                    raise ValueError(
+                        f"y is a multilabel indicator matrix of {n_labels} label columns: "
+                        f"classes must be the indices of its columns, np.arange({n_labels}) "
+                        "(the classes_ that fit gives), and every later y must have the same "
+                        f"columns; got classes={classes!r}."
+                    )
                 self._label_binarizer.fit(y)
             else:
                 self._label_binarizer.fit(classes)
+
+    def _check_label_columns(self, y):
+        """Raise ValueError unless ``y`` has the form of the targets the model was fitted on.
+
+        That is one label per row, or a multilabel indicator matrix with as
+        many label columns as ``classes_``.
+        """
+        n_labels = len(self.classes_)
+        if self._label_binarizer.y_type_.startswith("multilabel"):
+            if y.ndim == 2 and y.shape[1] == n_labels:
+                return
+            fitted = f"a multilabel indicator matrix of {n_labels} label columns"
+        else:
+            if y.ndim == 1:
+                return
+            fitted = f"one label per row (classes_ = {self.classes_})"
+        given = f"{y.shape[1]} columns" if y.ndim == 2 else "one label per row"
+        raise ValueError(
+            f"The model was fitted on {fitted}, but this y has {given}. Give targets of the "
+            "same form, or fit a new model to change them."
+        )
 
     def predict_log_proba(self, X):
         """Return the log of probability estimates.

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.optimize
+import scipy.sparse as sp
 from numpy.testing import assert_array_equal
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
@@ -408,3 +409,120 @@ def test_lbfgs_records_no_loss_curve(rng):
     model = MLPClassifier((6,), solver="lbfgs", max_iter=5, random_state=0).fit(X, y)
     assert not hasattr(model, "loss_curve_")
     assert not hasattr(SkMLPClassifier((6,), solver="lbfgs", max_iter=5).fit(X, y), "loss_curve_")
+
+
+# ---------------------------------------------------------------------------
+# partial_fit on a multilabel indicator y (scikit-learn #12505)
+# ---------------------------------------------------------------------------
+
+
+def _multilabel_problem(rng, n_samples=80, n_labels=4):
+    X = rng.normal(size=(n_samples, 5))
+    Y = (X @ rng.normal(size=(5, n_labels)) > 0.3).astype(int)
+    return X, Y
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("sparse_y", [False, True], ids=["dense", "sparse"])
+def test_multilabel_partial_fit_steps_are_the_epochs_of_fit(solver, sparse_y, rng):
+    """k partial_fit calls on all rows are the k epochs of fit(max_iter=k), mini-batch for
+    mini-batch, when the rows are not shuffled (fit shuffles the previous epoch's order,
+    each partial_fit call the rows as given)."""
+    X, Y = _multilabel_problem(rng)
+    Y = sp.csr_matrix(Y) if sparse_y else Y
+    params = dict(hidden_layer_sizes=(7,), solver=solver, learning_rate_init=0.05,
+                  batch_size=20, shuffle=False, random_state=3)
+    stepped = MLPClassifier(**params)
+    for _ in range(3):
+        stepped.partial_fit(X, Y, classes=np.arange(4))
+    fitted = MLPClassifier(**params, max_iter=3).fit(X, Y)
+    assert _same_weights(stepped, fitted)
+    assert stepped.loss_curve_ == fitted.loss_curve_ and stepped.t_ == fitted.t_
+    assert_array_equal(stepped.classes_, fitted.classes_)
+    assert_array_equal(stepped.classes_, np.arange(4))
+    prediction = stepped.predict(X)
+    assert sp.issparse(prediction) == sparse_y
+    assert_array_equal(prediction.toarray() if sparse_y else prediction,
+                       fitted.predict(X).toarray() if sparse_y else fitted.predict(X))
+    assert stepped.predict_proba(X).shape == (X.shape[0], 4)
+
+
+def test_multilabel_partial_fit_in_batches_follows_scikit_learns(rng):
+    X, Y = _multilabel_problem(rng)
+    params = dict(hidden_layer_sizes=(7,), solver="adam", random_state=0)
+    ours, theirs = MLPClassifier(**params), SkMLPClassifier(**params)
+    for model in (ours, theirs):
+        for rows in (slice(0, 30), slice(30, 80), slice(0, 80)):
+            model.partial_fit(X[rows], Y[rows], classes=np.arange(4) if rows.start == 0 else None)
+    for mine, other in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(mine, other, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    assert_array_equal(ours.predict(X), theirs.predict(X))
+
+
+@pytest.mark.parametrize("classes", [[0, 1], [1, 2, 3, 4], ["a", "b", "c", "d"], np.arange(5)])
+def test_multilabel_partial_fit_names_the_classes_it_needs(classes, rng):
+    X, Y = _multilabel_problem(rng)
+    model = MLPClassifier((3,), random_state=0)
+    with pytest.raises(ValueError, match=r"4 label columns: classes must be .* np\.arange\(4\)"):
+        model.partial_fit(X, Y, classes=classes)
+    assert not hasattr(model, "classes_")
+    model.partial_fit(X, Y, classes=np.arange(4))
+    assert_array_equal(model.classes_, np.arange(4))
+
+
+def test_multilabel_partial_fit_refuses_a_first_y_without_every_label_column(rng):
+    """scikit-learn accepts this call (classes_ has 4 labels, the network 3 outputs) and
+    fails at the next one."""
+    X, Y = _multilabel_problem(rng)
+    model = MLPClassifier((3,), random_state=0)
+    with pytest.raises(ValueError, match=r"3 label columns: classes must be .* np\.arange\(3\)"):
+        model.partial_fit(X, Y[:, :3], classes=np.arange(4))
+    assert not hasattr(model, "classes_")
+
+
+@pytest.mark.parametrize(
+    "first, later, message",
+    [
+        ("multilabel", "fewer columns", "fitted on a multilabel indicator matrix of 4 label columns, "
+                                        "but this y has 3 columns"),
+        ("multilabel", "more columns", "of 4 label columns, but this y has 5 columns"),
+        ("multilabel", "labels", "of 4 label columns, but this y has one label per row"),
+        ("labels", "multilabel", r"fitted on one label per row \(classes_ = \[0 1 2 3\]\), "
+                                 "but this y has 4 columns"),
+    ],
+)
+@pytest.mark.parametrize("start", ["partial_fit", "fit"])
+def test_partial_fit_refuses_targets_of_another_form(start, first, later, message, rng):
+    """A multilabel model given one label per row would train the labels as indicator
+    columns (scikit-learn does so silently); other mismatches failed in LabelBinarizer."""
+    X, Y = _multilabel_problem(rng)
+    targets = {
+        "multilabel": Y,
+        "labels": np.arange(len(X)) % 4,
+        "fewer columns": Y[:, :3],
+        "more columns": np.c_[Y, Y[:, :1]],
+    }
+    model = MLPClassifier((3,), random_state=0)
+    if start == "fit":
+        model.set_params(max_iter=2).fit(X, targets[first])
+    else:
+        model.partial_fit(X, targets[first], classes=np.arange(4))
+    weights = [w.copy() for w in model.coefs_ + model.intercepts_]
+    for call in (model.partial_fit, model.set_params(warm_start=True).fit):
+        with pytest.raises(ValueError, match=message):
+            call(X, targets[later])
+        assert all(np.array_equal(w, v) for w, v in zip(weights, model.coefs_ + model.intercepts_))
+    model.partial_fit(X, targets[first])
+
+
+def test_multilabel_partial_fit_with_class_weights_per_label(rng):
+    X, Y = _multilabel_problem(rng)
+    weights = [{0: 1, 1: 3}] * 4
+    stepped = MLPClassifier((5,), class_weight=weights, random_state=np.random.RandomState(1))
+    stepped.partial_fit(X, Y, classes=np.arange(4))
+    fitted = MLPClassifier((5,), class_weight=weights, max_iter=1,
+                           random_state=np.random.RandomState(1)).fit(X, Y)
+    assert _same_weights(stepped, fitted)
+    plain = MLPClassifier((5,), random_state=np.random.RandomState(1)).partial_fit(X, Y, classes=np.arange(4))
+    assert not _same_weights(stepped, plain)
