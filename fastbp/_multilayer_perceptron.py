@@ -1558,7 +1558,9 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             self._label_binarizer = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
                 n_labels = np.shape(y)[1]
-                if not np.array_equal(self.classes_, np.arange(n_labels)):
+                # integers first: NumPy < 1.25 warns when it compares strings with numbers
+                integers = self.classes_.dtype.kind in "iu"
+                if not (integers and np.array_equal(self.classes_, np.arange(n_labels))):
                     raise ValueError(
                         f"y is a multilabel indicator matrix of {n_labels} label columns: "
                         f"classes must be the indices of its columns, np.arange({n_labels}) "

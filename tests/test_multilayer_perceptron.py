@@ -460,7 +460,7 @@ def test_multilabel_partial_fit_in_batches_follows_scikit_learns(rng):
     assert_array_equal(ours.predict(X), theirs.predict(X))
 
 
-@pytest.mark.parametrize("classes", [[0, 1], [1, 2, 3, 4], ["a", "b", "c", "d"], np.arange(5)])
+@pytest.mark.parametrize("classes", [[0, 1], [1, 2, 3, 4], ["a", "b", "c", "d"], np.arange(5), np.arange(4.0)])
 def test_multilabel_partial_fit_names_the_classes_it_needs(classes, rng):
     X, Y = _multilabel_problem(rng)
     model = MLPClassifier((3,), random_state=0)
