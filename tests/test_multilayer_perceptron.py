@@ -241,10 +241,13 @@ def test_squared_error_after_poisson_descends_the_true_gradient_where_scikit_lea
 # L-BFGS progress: a verbose line and the callbacks' hooks per iteration
 # ---------------------------------------------------------------------------
 
-LBFGS_LINE = re.compile(r"^Iteration (\d+), loss = (\d+\.\d{8}), gradient inf-norm = (\d\.\d{8}e[+-]\d+)$")
+LBFGS_LINE = re.compile(
+    r"^Iteration (\d+), loss = (\d+\.\d{8}), gradient inf-norm = (\d\.\d{8}e[+-]\d+)$"
+)
 
 needs_callbacks = pytest.mark.skipif(
-    importlib.util.find_spec("sklearn.callback") is None, reason="scikit-learn has no sklearn.callback"
+    importlib.util.find_spec("sklearn.callback") is None,
+    reason="scikit-learn has no sklearn.callback",
 )
 
 
@@ -257,7 +260,8 @@ def _lbfgs_problem(kind, rng):
 
 
 def _same_weights(a, b):
-    return all(np.array_equal(u, v) for u, v in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_))
+    pairs = zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_)
+    return all(np.array_equal(u, v) for u, v in pairs)
 
 
 class _LbfgsSpy:
@@ -360,11 +364,13 @@ def test_callbacks_see_each_lbfgs_iteration_as_a_model(kind, rng):
     """Each iteration is a task whose fitted_estimator predicts as a fit stopped there."""
     X, y, (ours, _) = _lbfgs_problem(kind, rng)
     recorder = _IterationRecorder()
-    model = ours(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=4, random_state=0).set_callbacks(recorder).fit(X, y)
+    model = ours(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=4, random_state=0)
+    model.set_callbacks(recorder).fit(X, y)
     assert recorder.log == _hooks_of(4)
     for k, seen in enumerate(recorder.models, start=1):
         assert seen.n_iter_ == k
-        stopped_there = ours(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=k, random_state=0).fit(X, y)
+        stopped_there = ours(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=k, random_state=0)
+        stopped_there.fit(X, y)
         assert_array_equal(seen.predict(X), stopped_there.predict(X))
         assert seen.loss_ == stopped_there.loss_
     assert_array_equal(recorder.models[-1].predict(X), model.predict(X))
@@ -396,7 +402,8 @@ def test_a_callback_can_stop_lbfgs_after_any_iteration(kind, stop_at, rng):
         model.fit(X, y)
     assert model.n_iter_ == stop_at
     assert recorder.log == _hooks_of(stop_at)
-    stopped_there = ours(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=stop_at, random_state=0).fit(X, y)
+    stopped_there = ours(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=stop_at, random_state=0)
+    stopped_there.fit(X, y)
     assert _same_weights(model, stopped_there)
     assert model.loss_ == stopped_there.loss_
     assert_array_equal(model.predict(X), stopped_there.predict(X))
@@ -460,7 +467,9 @@ def test_multilabel_partial_fit_in_batches_follows_scikit_learns(rng):
     assert_array_equal(ours.predict(X), theirs.predict(X))
 
 
-@pytest.mark.parametrize("classes", [[0, 1], [1, 2, 3, 4], ["a", "b", "c", "d"], np.arange(5), np.arange(4.0)])
+@pytest.mark.parametrize(
+    "classes", [[0, 1], [1, 2, 3, 4], ["a", "b", "c", "d"], np.arange(5), np.arange(4.0)]
+)
 def test_multilabel_partial_fit_names_the_classes_it_needs(classes, rng):
     X, Y = _multilabel_problem(rng)
     model = MLPClassifier((3,), random_state=0)
