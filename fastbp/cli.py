@@ -784,7 +784,7 @@ class EpochProgress(io.TextIOBase):
     for verbose output.
     """
 
-    _ITERATION = re.compile(r"^Iteration (\d+), loss = (\S+)")
+    _ITERATION = re.compile(r"^Iteration (\d+), loss = ([^\s,]+)")
     _VALIDATION = re.compile(r"^Validation score: (\S+)")
 
     def __init__(self, total, stream, echo=None, width=24):
