@@ -193,6 +193,15 @@ def prediction_chunk_rows(n_samples, layer_units):
     return min(chunk_rows(n_samples, layer_units), wanted)
 
 
+def slopes_buffer(shape, dtype):
+    """The kernels' ``slopes`` buffer: None when it holds nothing (no gelu or silu layer).
+
+    None, rather than an empty array, makes the kernels compile without the
+    code that keeps slopes.
+    """
+    return aligned_empty(shape, dtype) if shape[-1] > 0 else None
+
+
 class Workspace:
     """Work buffers of a full-data pass or a prediction over chunks of ``capacity`` rows.
 
@@ -214,6 +223,7 @@ class Workspace:
         units = sum(network.layer_units[1:])
         self.acts = np.empty(capacity * units, dtype=dtype)
         self.deltas = np.empty(capacity * units, dtype=dtype)
+        self.slopes = slopes_buffer((capacity * network.slope_units,), dtype)
         self.grads = np.empty(network.n_params, dtype=dtype)
         self.scratch = np.empty(network.n_params, dtype=dtype)
         self.rows = np.empty(capacity, dtype=np.int64)
@@ -283,9 +293,10 @@ def _predict(network, params, X_input, labels):
         acts = np.empty((n_threads, chunk * units), dtype=params.dtype)
         rows = np.empty((n_threads, chunk), dtype=np.int64)
         arguments = (*X_input.arrays, params, network.layers)
+        kernel = kernels.predict[network.kernel_codes[:2]]
 
         def predict_chunks(thread):
-            kernels.predict(*arguments, acts[thread], rows[thread], chunk, out, no_labels, claims)
+            kernel(*arguments, acts[thread], rows[thread], chunk, out, no_labels, claims)
 
         _parallel.run_blocks(predict_chunks, n_threads, n_threads)
     return out
@@ -366,18 +377,19 @@ class Objective:
 
         def raw_block(k):
             start, stop, block = self.bounds[k], self.bounds[k + 1], self.blocks[k]
-            self._sums[k] = kernels.raw_loss_and_gradient(
+            self._sums[k] = kernels.raw_loss_and_gradient[network.kernel_codes](
                 *self.X_input.row_block(start, stop), self.Y[start:stop], self.sample_weight[start:stop],
-                params, network.layers, block.acts, block.deltas, block.grads, block.scratch,
-                block.rows, block.capacity, network.loss_code, eps,
+                params, network.layers, block.acts, block.deltas, block.slopes, block.grads,
+                block.scratch, block.rows, block.capacity, network.loss_code, eps, network.huber_delta,
             )
 
         if len(self.blocks) == 1:  # one compiled call, which adds the penalty and divides too
             block = self.blocks[0]
-            loss = kernels.loss_and_gradient(
+            loss = kernels.loss_and_gradient[network.kernel_codes](
                 *self.X_input.arrays, self.Y, self.sample_weight, params, network.layers,
-                block.acts, block.deltas, block.grads, block.scratch, block.rows, block.capacity,
-                self.alpha, network.loss_code, self.loss_scale, eps, network.bias,
+                block.acts, block.deltas, block.slopes, block.grads, block.scratch, block.rows,
+                block.capacity, self.alpha, network.loss_code, self.loss_scale, eps, network.huber_delta,
+                network.bias,
             )
             return loss, block.grads
         _parallel.run_blocks(raw_block, len(self.blocks), self._threads)
@@ -442,25 +454,29 @@ class EpochTrainer:
         dtype = network.dtype
         acts = aligned_empty((n_parts, capacity * sum(units[1:])), dtype)
         deltas = aligned_empty(acts.shape, dtype)
+        slopes = slopes_buffer((n_parts, capacity * network.slope_units), dtype)
         common = (
             float(alpha), network.loss_code, float(loss_scale), float(np.finfo(dtype).eps),
-            network.bias,
+            network.huber_delta, network.bias,
         )
         self.order = np.empty(0, dtype=np.int64)
         self.hyper = np.empty(kernels.N_HYPER)
         state = (*optimizer.kernel_state(), optimizer.step_counter)
         if self.one_row:
             n_units = sum(units[1:])
+            self._kernel = kernels.train_epoch_one_row[network.kernel_codes]
             self._arrays = (
                 X_input.dense, Y, sample_weight, None, params, network.layers,
-                acts[0, :n_units], deltas[0, :n_units], *common, self.hyper, *state,
+                acts[0, :n_units], deltas[0, :n_units], None if slopes is None else slopes[0],
+                *common, self.hyper, *state,
             )
         else:
             # sparse mini-batches are read straight from the CSR arrays
             Xb = aligned_empty((n_parts, 0 if X_input.sparse else capacity, units[0]), dtype)
+            self._kernel = kernels.train_epoch[network.kernel_codes]
             self._arrays = (
                 *X_input.arrays, Y, sample_weight, None, batch_size, params, network.layers,
-                acts, deltas, aligned_empty((n_parts, network.n_params), dtype), Xb,
+                acts, deltas, slopes, aligned_empty((n_parts, network.n_params), dtype), Xb,
                 aligned_empty((n_parts, capacity, units[-1]), dtype), aligned_empty((n_parts, capacity), dtype),
                 np.empty((n_parts, capacity), dtype=np.int64), np.empty((n_parts, 3)),
                 *common, self.hyper, *state,
@@ -493,10 +509,11 @@ class EpochTrainer:
         self.hyper[:] = self.optimizer.hyper()
         if self.one_row:
             arrays = self._arrays[:3] + (self.order,) + self._arrays[4:]
-            return kernels.train_epoch_one_row(*arrays)
+            return self._kernel(*arrays)
         arrays = self._arrays[:4] + (self.order,) + self._arrays[5:]
+        kernel = self._kernel
 
         def epoch(thread, n_threads):
-            return kernels.train_epoch(*arrays, thread, n_threads, self._team.sync)
+            return kernel(*arrays, thread, n_threads, self._team.sync)
 
         return self._team.run(epoch)

@@ -28,7 +28,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_array, check_random_state, column_or_1d
-from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils._param_validation import Interval, InvalidParameterError, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.optimize import _check_optimize_result
@@ -38,7 +38,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from . import _engine, kernels
 from ._buffers import aligned_empty
 from ._engine import KernelInput
-from ._network import Network, layer_views
+from ._network import HIDDEN_ACTIVATIONS, Network, layer_views
 from ._solvers import StochasticOptimizer
 
 try:  # scikit-learn >= 1.9 has a callback framework
@@ -109,6 +109,29 @@ def _layer_sizes(hidden_layer_sizes):
             )
     # Python ints: sizes of a small NumPy integer type overflow in the size products
     return [operator.index(size) for size in sizes]
+
+
+def _hidden_activations(activation, n_hidden):
+    """The activation of each of ``n_hidden`` hidden layers from the ``activation`` parameter.
+
+    A name applies to every hidden layer; a tuple must name a known
+    activation per hidden layer, or InvalidParameterError says what is wrong.
+    """
+    if isinstance(activation, str):
+        return (activation,) * n_hidden
+    unknown = [name for name in activation if not isinstance(name, str) or name not in HIDDEN_ACTIVATIONS]
+    if unknown:
+        raise InvalidParameterError(
+            f"The 'activation' parameter must name one of {sorted(HIDDEN_ACTIVATIONS)} for each "
+            f"hidden layer; got {unknown[0]!r} in {activation!r}."
+        )
+    if len(activation) != n_hidden:
+        raise InvalidParameterError(
+            f"The 'activation' parameter names {len(activation)} activation(s), {activation!r}, but "
+            f"hidden_layer_sizes has {n_hidden} hidden layer(s): give one name per hidden layer, "
+            "or a single name for all."
+        )
+    return tuple(activation)
 
 
 def _check_weight_shapes(coefs, intercepts, n_features):
@@ -367,7 +390,7 @@ def check_parameters(estimator):
     the table lets through.
     """
     estimator._validate_params()
-    _layer_sizes(estimator.hidden_layer_sizes)
+    _hidden_activations(estimator.activation, len(_layer_sizes(estimator.hidden_layer_sizes)))
 
 
 def training_state(estimator):
@@ -400,7 +423,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "activation": [StrOptions(set(HIDDEN_ACTIVATIONS)), tuple],
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -491,13 +514,18 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         scale = 1.0 / self.n_outputs_ if name == "squared_error" else 1.0
         return name, scale
 
+    def _loss_parameters(self):
+        """Keyword arguments of the network's loss beyond its name (the huber regressor's delta)."""
+        return {}
+
     def _new_network(self, layer_units, dtype):
         network = Network(
             layer_units,
-            activation=self.activation,
+            activation=_hidden_activations(self.activation, len(layer_units) - 2),
             out_activation=self.out_activation_,
             loss=self._kernel_loss()[0],
             dtype=dtype,
+            **self._loss_parameters(),
         )
         self._network = network
         self.coefs_ = network.coefs
@@ -508,17 +536,19 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         """The network whose flat buffer ``coefs_`` / ``intercepts_`` view.
 
         When the user replaced those lists or their arrays (they are then no
-        longer views of one buffer), or changed ``activation``, ``loss`` or
-        ``out_activation_`` since the network was built, the weights' values
-        are copied into a new network and ``coefs_`` / ``intercepts_`` become
-        its views.
+        longer views of one buffer), or changed ``activation``, ``loss``,
+        ``huber_delta`` or ``out_activation_`` since the network was built,
+        the weights' values are copied into a new network and ``coefs_`` /
+        ``intercepts_`` become its views.
         """
         network = getattr(self, "_network", None)
         if (
             network is not None
             and network.owns(self.coefs_, self.intercepts_)
-            and network.activations == (self.activation,) * (network.n_layers - 1) + (self.out_activation_,)
+            and network.activations[:-1] == _hidden_activations(self.activation, network.n_layers - 1)
+            and network.activations[-1] == self.out_activation_
             and network.loss == self._kernel_loss()[0]
+            and network.huber_delta == self._loss_parameters().get("huber_delta", network.huber_delta)
         ):
             return network
         coefs = [np.asarray(c) for c in self.coefs_]
@@ -572,8 +602,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             self.__dict__.pop(name, None)
 
     def _init_coef(self, fan_in, fan_out):
-        # Glorot et al.'s uniform initialisation, drawn in float64 as scikit-learn does.
-        factor = 2.0 if self.activation == "logistic" else 6.0
+        # Glorot et al.'s uniform initialisation, drawn in float64 as scikit-learn does
+        # (the factor of a tuple of activations is its first one's, as Network.init_weights takes it).
+        first = self.activation if isinstance(self.activation, str) else tuple(self.activation)[:1]
+        factor = 2.0 if first in ("logistic", ("logistic",)) else 6.0
         init_bound = np.sqrt(factor / (fan_in + fan_out))
         coef_init = self._random_state.uniform(-init_bound, init_bound, (fan_in, fan_out))
         intercept_init = self._random_state.uniform(-init_bound, init_bound, fan_out)
@@ -643,6 +675,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
 
     def _fit_unguarded(self, X, y, sample_weight, incremental, X_val, y_val, sample_weight_val):
         hidden_layer_sizes = _layer_sizes(self.hidden_layer_sizes)
+        _hidden_activations(self.activation, len(hidden_layer_sizes))
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
 
         X, y, class_weights = self._validate_input(X, y, incremental, reset=first_pass)
@@ -999,7 +1032,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         weights = validation.weights(network.dtype)
         loss_name, loss_scale = self._kernel_loss()
         data_loss = kernels.weighted_loss_sum(
-            output, Y, weights, kernels.LOSS_CODES[loss_name], float(np.finfo(network.dtype).eps)
+            output, Y, weights, kernels.LOSS_CODES[loss_name], float(np.finfo(network.dtype).eps),
+            network.huber_delta,
         )
         penalty = kernels.squared_coef_norm(params, network.layers)
         weight_sum = float(weights.sum(dtype=np.float64))
@@ -1168,8 +1202,14 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     ----------
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
         The ith element represents the number of neurons in the ith hidden layer.
-    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
-        Activation function for the hidden layers.
+    activation : {'identity', 'logistic', 'tanh', 'relu', 'leaky_relu', 'gelu', 'silu', \
+'softplus'} or tuple of str, default='relu'
+        Activation function for the hidden layers: one name for all, or a
+        tuple with one name per hidden layer, e.g. ``('gelu', 'tanh')``.
+        scikit-learn's four, and (fastbp additions) 'leaky_relu' (``z`` if
+        ``z > 0`` else ``0.01 z``), 'gelu' (``z Phi(z)``, the exact form with
+        the normal CDF ``Phi``), 'silu' (``z / (1 + exp(-z))``) and 'softplus'
+        (``log(1 + exp(z))``).
     solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
         The solver for weight optimization.
     alpha : float, default=0.0001
@@ -1655,13 +1695,28 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
 
     Parameters
     ----------
-    loss : {'squared_error', 'poisson'}, default='squared_error'
+    loss : {'squared_error', 'poisson', 'absolute_error', 'huber'}, default='squared_error'
         The loss function: half squared error, or half Poisson deviance with
-        an exponential output (requires ``y >= 0``).
+        an exponential output (requires ``y >= 0``), or (fastbp additions)
+        the absolute error, or the Huber loss with threshold ``huber_delta``.
+        With residuals ``r = prediction - y`` over ``k`` outputs, the loss of
+        a sample is ``(1/k) sum |r|`` for 'absolute_error' and
+        ``(1/k) sum h(r)`` for 'huber', ``h(r) = r^2 / 2`` if ``|r| <
+        huber_delta`` else ``huber_delta (|r| - huber_delta / 2)``; the
+        objective is the ``sample_weight``-weighted mean of the samples'
+        losses plus the L2 term, as for the other losses (with unit weights,
+        PyTorch's ``L1Loss()`` and ``HuberLoss(delta=huber_delta)``). The
+        gradient of ``|r|`` at ``r = 0`` is taken as 0, as PyTorch does.
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
         The ith element represents the number of neurons in the ith hidden layer.
-    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
-        Activation function for the hidden layers.
+    activation : {'identity', 'logistic', 'tanh', 'relu', 'leaky_relu', 'gelu', 'silu', \
+'softplus'} or tuple of str, default='relu'
+        Activation function for the hidden layers: one name for all, or a
+        tuple with one name per hidden layer, e.g. ``('gelu', 'tanh')``.
+        scikit-learn's four, and (fastbp additions) 'leaky_relu' (``z`` if
+        ``z > 0`` else ``0.01 z``), 'gelu' (``z Phi(z)``, the exact form with
+        the normal CDF ``Phi``), 'silu' (``z / (1 + exp(-z))``) and 'softplus'
+        (``log(1 + exp(z))``).
     solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
         The solver for weight optimization.
     alpha : float, default=0.0001
@@ -1718,6 +1773,10 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         What early stopping watches on the validation set: the R2 score
         (scikit-learn's rule) or the validation loss. The weights of the best
         epoch by that measure are restored. (fastbp addition.)
+    huber_delta : float, default=1.0
+        Threshold of ``loss='huber'`` between its quadratic and its linear
+        part, in units of the targets; ignored by the other losses. (fastbp
+        addition.)
 
     Attributes
     ----------
@@ -1772,7 +1831,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
 
     _parameter_constraints: dict = {
         **BaseMultilayerPerceptron._parameter_constraints,
-        "loss": [StrOptions({"squared_error", "poisson"})],
+        "loss": [StrOptions({"squared_error", "poisson", "absolute_error", "huber"})],
+        "huber_delta": [Interval(Real, 0, None, closed="neither")],
     }
 
     def __init__(
@@ -1803,7 +1863,9 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         n_iter_no_change=10,
         max_fun=15000,
         early_stopping_metric="score",
+        huber_delta=1.0,
     ):
+        self.huber_delta = huber_delta
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
             activation=activation,
@@ -1831,6 +1893,9 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             max_fun=max_fun,
             early_stopping_metric=early_stopping_metric,
         )
+
+    def _loss_parameters(self):
+        return {"huber_delta": float(self.huber_delta)} if self.loss == "huber" else {}
 
     def predict(self, X):
         """Predict using the multi-layer perceptron model.

@@ -19,8 +19,9 @@ from . import _engine, kernels
 from ._buffers import aligned_empty, aligned_zeros
 from ._solvers import StochasticOptimizer
 
-HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
+HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu", "gelu", "silu", "softplus")
 OUTPUT_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "exp", "softmax")
+LOSSES = tuple(kernels.LOSS_CODES)
 
 
 def layer_views(network, params):
@@ -89,17 +90,26 @@ class Network:
     layer_units : sequence of int
         Units per layer, input first: ``(n_features, *hidden, n_outputs)``.
     activation : str or sequence of str, default="relu"
-        Activation of the hidden layers: one name for all, or one per layer.
-    out_activation : str, default="identity"
+        Activation of the hidden layers: one name for all, or one per layer,
+        among "identity", "logistic", "tanh", "relu", "leaky_relu" (slope
+        0.01 below 0), "gelu" (exact erf form), "silu" and "softplus"
+        (see ``fastbp.kernels.activations``).
+    out_activation : {"identity", "logistic", "tanh", "relu", "exp", "softmax"}, default="identity"
         Activation of the output layer.
-    loss : {"squared_error", "poisson", "log_loss", "binary_log_loss"}, default="squared_error"
+    loss : {"squared_error", "poisson", "log_loss", "binary_log_loss", "absolute_error", "huber"}, \
+default="squared_error"
         Loss minimised; log losses require their canonical output activation
-        (softmax, logistic) and poisson requires exp, while squared error may
-        follow any elementwise output activation.
+        (softmax, logistic) and poisson requires exp, while the regression
+        losses (squared error, absolute error, huber) may follow any
+        elementwise output activation. Absolute error and huber average
+        over the outputs (see :meth:`loss_and_gradient`).
     bias : bool, default=True
         Whether layers have trained intercepts; without, intercepts stay zero.
     dtype : {np.float64, np.float32}, default=np.float64
         Dtype of parameters and computation.
+    huber_delta : float, default=1.0
+        Threshold of the huber loss between its quadratic and linear parts
+        (used with ``loss="huber"`` only).
 
     Attributes
     ----------
@@ -116,6 +126,8 @@ class Network:
         output's.
     loss : str
         The loss minimised.
+    huber_delta : float
+        Threshold of the huber loss.
     bias : bool
         Whether the layers have trained intercepts.
     dtype : numpy.dtype
@@ -125,6 +137,12 @@ class Network:
     layers : ndarray of shape (n_layers, 5)
         Layer table passed to the kernels: fan-in, fan-out, offsets of the
         weights and of the intercepts in ``params``, activation code.
+    kernel_codes : tuple
+        The codes the network's kernels are compiled for (see
+        ``fastbp.kernels.network_codes``).
+    slope_units : int
+        Units per row whose activation's derivative a training pass keeps
+        (those of gelu and silu layers).
     version : int
         Raised by one before and after trained weights are copied into
         ``params`` (:meth:`publish`): odd while they are copied. Predictions
@@ -156,6 +174,7 @@ class Network:
         *,
         bias=True,
         dtype=np.float64,
+        huber_delta=1.0,
     ):
         if any(isinstance(u, bool) or not isinstance(u, Integral) for u in layer_units):
             raise ValueError(f"layer_units must be integers, got {layer_units}.")
@@ -181,20 +200,23 @@ class Network:
                 f"{OUTPUT_ACTIVATIONS}."
             )
         if loss not in kernels.LOSS_CODES:
-            raise ValueError(
-                f"Unknown loss {loss!r}; expected one of {tuple(kernels.LOSS_CODES)}."
-            )
-        canonical = kernels.CANONICAL_OUTPUT[kernels.LOSS_CODES[loss]]
+            raise ValueError(f"Unknown loss {loss!r}; expected one of {LOSSES}.")
+        loss_code = kernels.LOSS_CODES[loss]
         out_code = kernels.ACTIVATION_CODES[out_activation]
-        if out_code != canonical and (loss != "squared_error" or out_activation == "softmax"):
+        if out_code != kernels.CANONICAL_OUTPUT[loss_code] and (
+            loss_code not in kernels.REGRESSION_LOSSES or out_activation == "softmax"
+        ):
             raise ValueError(
                 f"loss={loss!r} cannot follow out_activation={out_activation!r}."
             )
+        if isinstance(huber_delta, bool) or not isinstance(huber_delta, Real) or not huber_delta > 0:
+            raise ValueError(f"huber_delta must be a number > 0, got {huber_delta!r}.")
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}.")
         self.activations = tuple(hidden) + (out_activation,)
         self.loss = loss
+        self.huber_delta = float(huber_delta)
         self.bias = bool(bias)
         self.layers = self._layer_table()
         _engine.require_memory(
@@ -216,6 +238,8 @@ class Network:
             coef_offset += fan_in * fan_out
             intercept_offset += fan_out
         self.n_params = intercept_offset
+        self.kernel_codes = kernels.network_codes(table, kernels.LOSS_CODES[self.loss])
+        self.slope_units = kernels.slope_units(table)
         return table
 
     def _make_views(self):
@@ -227,13 +251,17 @@ class Network:
         # the views are remade from ``params`` on unpickling: pickled apart,
         # they would come back as copies that no longer share its memory
         state = dict(self.__dict__)
-        for name in ("coefs", "intercepts", "_views", "version"):
+        for name in ("coefs", "intercepts", "_views", "version", "kernel_codes", "slope_units"):
             state.pop(name, None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.version = 0
+        # a network pickled before these existed
+        self.__dict__.setdefault("huber_delta", 1.0)
+        self.kernel_codes = kernels.network_codes(self.layers, self.loss_code)
+        self.slope_units = kernels.slope_units(self.layers)
         params = aligned_empty(self.n_params, self.dtype)
         params[:] = state["params"]
         self.params = params
@@ -319,6 +347,7 @@ class Network:
             loss=self.loss,
             bias=self.bias,
             dtype=self.dtype if dtype is None else dtype,
+            huber_delta=self.huber_delta,
         )
         network.params[:] = self.params
         return network
@@ -436,8 +465,10 @@ class Network:
         work = _engine.Workspace(self, max(n_rows, 1))
         zs = np.empty_like(work.acts)
         rows = np.arange(n_rows, dtype=np.int64)
+        hidden_code, out_code, _ = self.kernel_codes
         kernels.forward_recording(
-            *X_input.arrays, rows, self.params, self.layers, work.acts, work.capacity, zs,
+            *X_input.arrays, rows, self.params, self.layers, work.acts, work.capacity, zs, None,
+            hidden_code, out_code, False,
         )
         inputs = X if X_input.sparse else X_input.dense
         return self._split_rows(zs, n_rows), [inputs] + self._split_rows(work.acts, n_rows)
@@ -469,7 +500,8 @@ class Network:
             ``"loss"`` (float), ``"Z"`` and ``"A"`` as returned by
             :meth:`forward`, and per layer l = 1..L (list index l - 1):
             ``"dZ"``, ``"dW"``, ``"db"``, and ``"dA"``, whose last entry is
-            dJ/dA[L] for squared error and None for the other losses.
+            dJ/dA[L] for the regression losses (squared error, absolute
+            error, huber) and None for the other losses.
         """
         X_input = validate_input(self, X)
         Y, sample_weight = validate_targets(self, X_input, Y, sample_weight)
@@ -477,19 +509,19 @@ class Network:
         work = _engine.Workspace(self, max(n_rows, 1))
         zs, dAs = np.empty_like(work.acts), np.zeros_like(work.deltas)
         rows = np.arange(n_rows, dtype=np.int64)
-        loss = kernels.batch_loss_and_gradient_recording(
+        loss = kernels.batch_loss_and_gradient_recording[self.kernel_codes](
             *X_input.arrays, rows, Y, sample_weight, self.params, self.layers, work.acts, work.deltas,
-            work.capacity, work.grads, 0.0 + alpha, self.loss_code, 1.0, float(np.finfo(self.dtype).eps),
-            self.bias, zs, dAs,
+            work.slopes, work.capacity, work.grads, 0.0 + alpha, self.loss_code, 1.0,
+            float(np.finfo(self.dtype).eps), self.huber_delta, self.bias, zs, dAs,
         )
         weight_sum = sample_weight.sum(dtype=np.float64)
         A = self._split_rows(work.acts, n_rows)
         dA = [block / weight_sum for block in self._split_rows(dAs, n_rows)[:-1]]
-        if self.loss == "squared_error":
+        if self.loss_code in kernels.REGRESSION_LOSSES:
             output_error = np.empty_like(A[-1])
-            kernels.output_delta(
-                A[-1], Y, sample_weight, kernels.ACTIVATION_CODES["identity"],
-                kernels.LOSS_CODES["squared_error"], output_error,
+            kernels.output_delta(  # the error before the output activation's derivative
+                A[-1], Y, sample_weight, kernels.ACTIVATION_CODES["identity"], self.loss_code,
+                self.huber_delta, output_error,
             )
             dA.append(output_error / weight_sum)
         else:
@@ -511,7 +543,13 @@ class Network:
 
         The objective is ``J = (1/S) sum_i s_i loss_i + alpha/2 ||W||^2 / S``
         with ``S = sum_i s_i``, where ``loss_i`` sums the network's loss over
-        the outputs of row i (for squared error ``1/2 sum_j (a_ij - y_ij)^2``).
+        the ``k`` outputs of row i (for squared error
+        ``1/2 sum_j (a_ij - y_ij)^2``), except absolute error and huber, which
+        average over them: ``(1/k) sum_j |r_ij|`` and ``(1/k) sum_j h(r_ij)``
+        with ``r = a - y`` and ``h(r) = r^2 / 2`` if ``|r| < delta``, else
+        ``delta (|r| - delta / 2)`` (``delta = huber_delta``). With unit
+        weights these are PyTorch's ``L1Loss()`` and ``HuberLoss(delta)``; at
+        ``r = 0`` the gradient of ``|r|`` is taken as 0, as PyTorch does.
 
         Parameters
         ----------

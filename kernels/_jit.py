@@ -11,18 +11,22 @@ process, and a single warning says so.
 """
 
 import hashlib
+import inspect
 import os
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
 
 import numba
+import numba.core.errors
 from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLocator
 from numba.core.codegen import JITCodeLibrary
 from numba.core.compiler import Compiler
 from numba.core.registry import CPUDispatcher
+from numba.extending import intrinsic
 
 _KERNEL_DIR = Path(__file__).resolve().parent
 
@@ -262,3 +266,92 @@ def jit(func=None, *, fastmath=False, internal=False):
         return _dispatcher(func, fastmath)
     options = dict(_JIT_OPTIONS, fastmath=fastmath, nopython=True, no_cpython_wrapper=True)
     return _InternalDispatcher(py_func=func, targetoptions=options, pipeline_class=_HelperCompiler)
+
+
+def compile_time_dispatch(choose):
+    """Make a function for kernels whose implementation is chosen from its argument types.
+
+    ``choose(*types)`` receives the Numba types of the call's arguments
+    (a code passed as a compile-time constant is a literal type) and
+    returns ``(kernel, positions)``: the kernel to call and the positions of
+    the arguments passed on to it. The call compiles to a direct call of
+    that kernel and nothing else: unlike an ``@overload``, whose
+    implementation Numba compiles to machine code of its own, the choice
+    costs no compile of its own. Callable in kernels only.
+
+    Parameters
+    ----------
+    choose : callable
+        The choice, with the function's parameters and docstring.
+
+    Returns
+    -------
+    function : numba intrinsic
+    """
+
+    def definition(typingctx, *args):
+        kernel, positions = choose(*args)
+        kernel_type = typingctx.resolve_value_type(kernel)
+        signature = typingctx.resolve_function_type(kernel_type, tuple(args[p] for p in positions), {})
+        if signature is None:
+            raise numba.core.errors.TypingError(f"{choose.__name__}: {kernel} cannot take {args}")
+
+        def codegen(context, builder, call_signature, values):
+            call = context.get_function(kernel_type, signature)
+            return call(builder, [values[p] for p in positions])
+
+        return signature.return_type(*args), codegen
+
+    definition.__name__ = definition.__qualname__ = choose.__name__
+    definition.__doc__ = choose.__doc__
+    # Numba folds the call's arguments by the definition's signature: choose's, after the typing context
+    parameters = list(inspect.signature(choose).parameters.values())
+    context = inspect.Parameter("typingctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    definition.__signature__ = inspect.Signature([context, *parameters])
+    return intrinsic(prefer_literal=True)(definition)
+
+
+class Specialised:
+    """A kernel compiled once per combination of compile-time codes: ``kernel[codes]`` is its entry.
+
+    ``make_entry(*codes)`` returns the kernel's Python function for those
+    codes, a closure that passes them on to the functions it calls as
+    literal arguments; each entry is compiled (and cached on disk, under
+    its codes) on first use. Codes are integers or None.
+
+    Parameters
+    ----------
+    make_entry : callable
+        Function of the codes returning the kernel's Python function.
+    """
+
+    def __init__(self, make_entry):
+        self._make_entry = make_entry
+        self._entries = {}
+        self._lock = threading.Lock()
+        self.__name__ = make_entry.__name__
+        self.__qualname__ = make_entry.__qualname__
+        self.__doc__ = make_entry.__doc__
+        self.__module__ = make_entry.__module__
+
+    def __getitem__(self, codes):
+        """The compiled entry of the kernel for ``codes`` (a tuple)."""
+        entry = self._entries.get(codes)
+        if entry is None:
+            with self._lock:
+                entry = self._entries.get(codes)
+                if entry is None:
+                    entry = self._entries[codes] = _dispatcher(self._make_entry(*codes), False)
+        return entry
+
+    def compiled(self):
+        """The entries made so far, ``{codes: dispatcher}``."""
+        return dict(self._entries)
+
+    def __repr__(self):
+        return f"<fastbp kernel {self.__qualname__}, compiled per codes>"
+
+
+def specialised(make_entry):
+    """Decorate ``make_entry(*codes)``, a factory of a kernel's Python function, as a :class:`Specialised` kernel."""
+    return Specialised(make_entry)

@@ -1,27 +1,52 @@
 """Activation functions and their derivatives, side by side, as in-place kernels.
 
-Each activation is named by an integer code so that one compiled kernel serves
-every network: the code is branched on outside the inner loops, and every
-branch stays a simple loop the compiler can vectorise. Derivatives are written
-in terms of the activation's OUTPUT ``A = g(Z)``, as scikit-learn does:
+Each activation is named by an integer code. A kernel that knows its codes
+when it is compiled calls :func:`activate` and :func:`derive` with the code
+as a compile-time constant (a literal argument): only that activation's
+functions are compiled into it. :func:`add_bias_and_activate` and
+:func:`multiply_by_derivative` branch on a code known at run time instead
+(networks whose hidden layers differ, calls from Python); the code is
+branched on outside the inner loops, and every branch stays a simple loop.
 
-    identity  g'(Z) = 1
-    logistic  g'(Z) = A (1 - A)
-    tanh      g'(Z) = 1 - A^2
-    relu      g'(Z) = 1 if A > 0 else 0
-    exp       g'(Z) = A
+Derivatives are written in terms of the activation's OUTPUT ``A = g(Z)``
+where it determines them, as scikit-learn does, so that the training
+kernels keep no pre-activations:
 
-tanh is computed in line (:func:`tanh_float64`, rounded once for float32),
-so that its loop vectorises; other transcendental functions call the C
-library.
+    identity    g(Z) = Z                         g'(Z) = 1
+    logistic    g(Z) = 1 / (1 + e^-Z)            g'(Z) = A (1 - A)
+    tanh        g(Z) = tanh(Z)                   g'(Z) = 1 - A^2
+    relu        g(Z) = max(Z, 0)                 g'(Z) = 1 if A > 0 else 0
+    exp         g(Z) = e^Z                       g'(Z) = A
+    leaky_relu  g(Z) = Z if Z > 0 else 0.01 Z    g'(Z) = 1 if A > 0 else 0.01
+    softplus    g(Z) = log(1 + e^Z)              g'(Z) = 1 / (1 + e^-Z) = 1 - e^-A
+
+gelu and silu are not monotonic: their output does not determine ``Z``. The
+forward pass of a training kernel writes their derivative into a SLOPES
+buffer beside the activations (one block per gelu or silu layer only, see
+:func:`keeps_slope`), computed from the same intermediate values, and the
+backward pass multiplies by it:
+
+    gelu        g(Z) = Z Phi(Z)                  g'(Z) = Phi(Z) + Z phi(Z)
+    silu        g(Z) = Z / (1 + e^-Z)            g'(Z) = s (1 + Z (1 - s)),  s = 1 / (1 + e^-Z)
+
+with ``Phi(Z) = (1 + erf(Z / sqrt(2))) / 2`` and ``phi(Z) = e^(-Z^2 / 2) / sqrt(2 pi)``
+(the exact form of gelu, not its tanh approximation). softplus is
+computed as ``max(Z, 0) + log1p(e^-|Z|)``, exact for every ``Z``. At 0 the
+derivative of relu is 0 and that of leaky_relu 0.01, as in scikit-learn
+and PyTorch. tanh is computed in line (:func:`tanh_float64`, rounded once
+for float32), so that its loop vectorises; gelu, silu and softplus are
+computed in float64 and rounded once for float32; other transcendental
+functions call the C library.
 """
+
+import math
 
 import numpy as np
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-from ._jit import jit
+from ._jit import compile_time_dispatch, jit
 
 IDENTITY = 0
 LOGISTIC = 1
@@ -29,6 +54,10 @@ TANH = 2
 RELU = 3
 EXP = 4
 SOFTMAX = 5
+LEAKY_RELU = 6
+GELU = 7
+SILU = 8
+SOFTPLUS = 9
 
 ACTIVATION_CODES = {
     "identity": IDENTITY,
@@ -37,12 +66,225 @@ ACTIVATION_CODES = {
     "relu": RELU,
     "exp": EXP,
     "softmax": SOFTMAX,
+    "leaky_relu": LEAKY_RELU,
+    "gelu": GELU,
+    "silu": SILU,
+    "softplus": SOFTPLUS,
 }
+
+# Slope of leaky_relu for Z < 0 (PyTorch's default).
+LEAKY_RELU_SLOPE = 0.01
+_SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
+_INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
+
+
+# Activations whose derivative the forward pass of a training kernel keeps.
+SLOPE_CODES = frozenset({GELU, SILU})
 
 
 @jit(internal=True)
-def add_bias_and_activate(Z, bias, code):
-    """Replace ``Z`` by ``g(Z + bias)`` in place, row by row.
+def keeps_slope(code):
+    """Whether the forward pass of a training kernel keeps the derivative of activation ``code``."""
+    return code == GELU or code == SILU
+
+
+# ---------------------------------------------------------------------------
+# Each activation: forward(Z, bias, S) replaces Z by g(Z + bias) (and, for gelu
+# and silu, writes g'(Z + bias) into S unless S is None); derivative(A, S, delta)
+# multiplies delta by g'(Z). A, S, Z and delta are (n_rows, n_units) arrays.
+# Constants are made in the arrays' dtype: an integer or float64 literal would
+# turn float32 arithmetic into float64 (Numba does not follow NEP 50).
+
+
+@jit(internal=True)
+def identity_forward(Z, bias, S):
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):
+            Z[i, j] = Z[i, j] + bias[j]
+
+
+@jit(internal=True)
+def identity_derivative(A, S, delta):
+    pass
+
+
+@jit(internal=True)
+def logistic_forward(Z, bias, S):
+    one = Z.dtype.type(1)
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):
+            Z[i, j] = one / (one + np.exp(-(Z[i, j] + bias[j])))
+
+
+@jit(internal=True)
+def logistic_derivative(A, S, delta):
+    one = A.dtype.type(1)
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            a = A[i, j]
+            delta[i, j] = delta[i, j] * a * (one - a)
+
+
+@jit(internal=True)
+def tanh_forward(Z, bias, S):
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):  # a float32 Z gets the float64 tanh rounded once
+            Z[i, j] = tanh_float64(np.float64(Z[i, j] + bias[j]))
+
+
+@jit(internal=True)
+def tanh_derivative(A, S, delta):
+    one = A.dtype.type(1)
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            a = A[i, j]
+            delta[i, j] = delta[i, j] * (one - a * a)
+
+
+@jit(internal=True)
+def relu_forward(Z, bias, S):
+    zero = Z.dtype.type(0)
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):
+            z = Z[i, j] + bias[j]
+            Z[i, j] = zero if z <= 0 else z  # keeps NaN, as np.maximum(z, 0) does
+
+
+@jit(internal=True)
+def relu_derivative(A, S, delta):
+    zero = A.dtype.type(0)
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            delta[i, j] = zero if A[i, j] == 0 else delta[i, j]
+
+
+@jit(internal=True)
+def exp_forward(Z, bias, S):
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):
+            Z[i, j] = np.exp(Z[i, j] + bias[j])
+
+
+@jit(internal=True)
+def exp_derivative(A, S, delta):
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            delta[i, j] = delta[i, j] * A[i, j]
+
+
+@jit(internal=True)
+def softmax_forward(Z, bias, S):
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):
+            Z[i, j] = Z[i, j] + bias[j]
+        softmax_row(Z[i])
+
+
+@jit(internal=True)
+def leaky_relu_forward(Z, bias, S):
+    slope = Z.dtype.type(LEAKY_RELU_SLOPE)
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):
+            z = Z[i, j] + bias[j]
+            Z[i, j] = z if z > 0 else slope * z  # NaN stays NaN
+
+
+@jit(internal=True)
+def leaky_relu_derivative(A, S, delta):
+    # A has the sign of Z, so A > 0 exactly where Z > 0
+    slope = A.dtype.type(LEAKY_RELU_SLOPE)
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            delta[i, j] = delta[i, j] if A[i, j] > 0 else slope * delta[i, j]
+
+
+@jit(internal=True)
+def gelu_forward(Z, bias, S):
+    cast = Z.dtype.type
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):
+            z = np.float64(Z[i, j] + bias[j])
+            cdf = 0.5 * (1.0 + math.erf(z * _SQRT_HALF))
+            Z[i, j] = cast(z * cdf)
+            if S is not None:
+                S[i, j] = cast(cdf + z * (_INV_SQRT_2PI * np.exp(-0.5 * z * z)))
+
+
+@jit(internal=True)
+def silu_forward(Z, bias, S):
+    cast = Z.dtype.type
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):
+            z = np.float64(Z[i, j] + bias[j])
+            denominator = 1.0 + np.exp(-z)
+            Z[i, j] = cast(z / denominator)
+            if S is not None:
+                s = 1.0 / denominator
+                S[i, j] = cast(s * (1.0 + z * (1.0 - s)))
+
+
+@jit(internal=True)
+def slope_derivative(A, S, delta):
+    """Multiply by the derivative the forward pass kept in ``S`` (gelu, silu)."""
+    if S is None:
+        raise ValueError("gelu and silu need the slopes kept by their forward pass")
+    for i in range(S.shape[0]):
+        for j in range(S.shape[1]):
+            delta[i, j] = delta[i, j] * S[i, j]
+
+
+@jit(internal=True)
+def softplus_forward(Z, bias, S):
+    cast = Z.dtype.type
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):
+            z = np.float64(Z[i, j] + bias[j])
+            Z[i, j] = cast((z if z > 0 else 0.0) + np.log1p(np.exp(-abs(z))))  # NaN stays NaN
+
+
+@jit(internal=True)
+def softplus_derivative(A, S, delta):
+    cast = A.dtype.type
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            # 1 / (1 + e^-Z) = 1 - e^-A, well conditioned in A
+            delta[i, j] = cast(np.float64(delta[i, j]) * -np.expm1(-np.float64(A[i, j])))
+
+
+# The forward and derivative of each code (softmax's derivative is never taken
+# alone: it is only used with log loss, whose output error includes it).
+FORWARD = {
+    IDENTITY: identity_forward,
+    LOGISTIC: logistic_forward,
+    TANH: tanh_forward,
+    RELU: relu_forward,
+    EXP: exp_forward,
+    SOFTMAX: softmax_forward,
+    LEAKY_RELU: leaky_relu_forward,
+    GELU: gelu_forward,
+    SILU: silu_forward,
+    SOFTPLUS: softplus_forward,
+}
+DERIVATIVE = {
+    IDENTITY: identity_derivative,
+    LOGISTIC: logistic_derivative,
+    TANH: tanh_derivative,
+    RELU: relu_derivative,
+    EXP: exp_derivative,
+    LEAKY_RELU: leaky_relu_derivative,
+    GELU: slope_derivative,
+    SILU: slope_derivative,
+    SOFTPLUS: softplus_derivative,
+}
+
+
+# ---------------------------------------------------------------------------
+# Activation chosen at run time
+
+
+@jit(internal=True)
+def add_bias_and_activate(Z, bias, code, S=None):
+    """Replace ``Z`` by ``g(Z + bias)`` in place, for the activation ``code`` known at run time.
 
     Parameters
     ----------
@@ -52,38 +294,89 @@ def add_bias_and_activate(Z, bias, code):
         The layer's intercepts.
     code : int
         Activation code (see ``ACTIVATION_CODES``).
+    S : ndarray of shape (n_rows, n_units) or None, default=None
+        Receives ``g'(Z + bias)`` for gelu and silu (see :func:`keeps_slope`).
     """
-    n_rows, n_units = Z.shape
-    # constants in Z's dtype: an integer or float64 literal would turn float32
-    # arithmetic into float64 (Numba does not follow NEP 50)
-    zero = Z.dtype.type(0)
-    one = Z.dtype.type(1)
     if code == IDENTITY:
-        for i in range(n_rows):
-            for j in range(n_units):
-                Z[i, j] = Z[i, j] + bias[j]
+        identity_forward(Z, bias, S)
     elif code == RELU:
-        for i in range(n_rows):
-            for j in range(n_units):
-                z = Z[i, j] + bias[j]
-                Z[i, j] = zero if z <= 0 else z  # keeps NaN, as np.maximum(z, 0) does
+        relu_forward(Z, bias, S)
     elif code == LOGISTIC:
-        for i in range(n_rows):
-            for j in range(n_units):
-                Z[i, j] = one / (one + np.exp(-(Z[i, j] + bias[j])))
-    elif code == TANH:  # a float32 Z gets the float64 tanh rounded once
-        for i in range(n_rows):
-            for j in range(n_units):
-                Z[i, j] = tanh_float64(np.float64(Z[i, j] + bias[j]))
+        logistic_forward(Z, bias, S)
+    elif code == TANH:
+        tanh_forward(Z, bias, S)
     elif code == EXP:
-        for i in range(n_rows):
-            for j in range(n_units):
-                Z[i, j] = np.exp(Z[i, j] + bias[j])
-    else:  # SOFTMAX
-        for i in range(n_rows):
-            for j in range(n_units):
-                Z[i, j] = Z[i, j] + bias[j]
-            softmax_row(Z[i])
+        exp_forward(Z, bias, S)
+    elif code == SOFTMAX:
+        softmax_forward(Z, bias, S)
+    elif code == LEAKY_RELU:
+        leaky_relu_forward(Z, bias, S)
+    elif code == GELU:
+        gelu_forward(Z, bias, S)
+    elif code == SILU:
+        silu_forward(Z, bias, S)
+    else:  # SOFTPLUS
+        softplus_forward(Z, bias, S)
+
+
+@jit(internal=True)
+def multiply_by_derivative(A, delta, code, S=None):
+    """Multiply ``delta`` in place by ``g'(Z)`` for the activation ``code`` known at run time.
+
+    Parameters
+    ----------
+    A : ndarray of shape (n_rows, n_units)
+        The activation's output saved by the forward pass.
+    delta : ndarray of shape (n_rows, n_units)
+        The back-propagated error ``dJ/dA``; becomes ``dJ/dZ``.
+    code : int
+        Activation code of an elementwise activation (not softmax).
+    S : ndarray of shape (n_rows, n_units) or None, default=None
+        The derivative kept by the forward pass; required for gelu and silu.
+    """
+    if code == RELU:
+        relu_derivative(A, S, delta)
+    elif code == LOGISTIC:
+        logistic_derivative(A, S, delta)
+    elif code == TANH:
+        tanh_derivative(A, S, delta)
+    elif code == EXP:
+        exp_derivative(A, S, delta)
+    elif code == LEAKY_RELU:
+        leaky_relu_derivative(A, S, delta)
+    elif code == GELU or code == SILU:
+        slope_derivative(A, S, delta)
+    elif code == SOFTPLUS:
+        softplus_derivative(A, S, delta)
+    # IDENTITY: nothing to do
+
+
+# ---------------------------------------------------------------------------
+# Activation chosen when the kernel is compiled
+
+
+@compile_time_dispatch
+def activate(Z, bias, S, code):
+    """:func:`add_bias_and_activate` in kernels, compiling only the activation ``code``.
+
+    With ``code`` a compile-time constant (a literal argument) this is the
+    activation's own forward function; otherwise the run-time branches.
+    """
+    if isinstance(code, types.IntegerLiteral):
+        return FORWARD[code.literal_value], (0, 1, 2)
+    return add_bias_and_activate, (0, 1, 3, 2)
+
+
+@compile_time_dispatch
+def derive(A, S, delta, code):
+    """:func:`multiply_by_derivative` in kernels, compiling only the derivative of ``code``.
+
+    As :func:`activate`: with ``code`` a compile-time constant only that
+    activation's derivative is compiled.
+    """
+    if isinstance(code, types.IntegerLiteral):
+        return DERIVATIVE[code.literal_value], (0, 1, 2)
+    return multiply_by_derivative, (0, 2, 3, 1)
 
 
 # 2^(i/32), correctly rounded: e^y = 2^(k/32) 2^(r/32) with k an integer and |r| <= 1/2,
@@ -175,43 +468,6 @@ def softmax_row(z):
         total += z[j]
     for j in range(n_units):
         z[j] = z[j] / total
-
-
-@jit(internal=True)
-def multiply_by_derivative(A, delta, code):
-    """Multiply ``delta`` in place by ``g'(Z)``, written in terms of ``A = g(Z)``.
-
-    Parameters
-    ----------
-    A : ndarray of shape (n_rows, n_units)
-        The activation's output saved by the forward pass.
-    delta : ndarray of shape (n_rows, n_units)
-        The back-propagated error ``dJ/dA``; becomes ``dJ/dZ``.
-    code : int
-        Activation code of an elementwise activation (not softmax).
-    """
-    n_rows, n_units = A.shape
-    zero = A.dtype.type(0)
-    one = A.dtype.type(1)
-    if code == RELU:
-        for i in range(n_rows):
-            for j in range(n_units):
-                delta[i, j] = zero if A[i, j] == 0 else delta[i, j]
-    elif code == LOGISTIC:
-        for i in range(n_rows):
-            for j in range(n_units):
-                a = A[i, j]
-                delta[i, j] = delta[i, j] * a * (one - a)
-    elif code == TANH:
-        for i in range(n_rows):
-            for j in range(n_units):
-                a = A[i, j]
-                delta[i, j] = delta[i, j] * (one - a * a)
-    elif code == EXP:
-        for i in range(n_rows):
-            for j in range(n_units):
-                delta[i, j] = delta[i, j] * A[i, j]
-    # IDENTITY: nothing to do
 
 
 _FLOAT32_EPS = float(np.finfo(np.float32).eps)

@@ -11,11 +11,19 @@ in one flat vector laid out as scikit-learn packs them for L-BFGS: every
 
 Work buffers are flat too: ``acts`` holds ``A[1..L]`` and ``deltas`` holds
 ``dJ/dZ[1..L]``, each layer taking ``capacity * fan_out`` entries, so one
-allocation per fit serves every mini-batch. The backward pass follows
-BACKGROUND.md, with rows as samples:
+allocation per fit serves every mini-batch. ``slopes`` holds ``g'(Z[l])`` of
+the hidden layers whose derivative the output does not determine (gelu,
+silu: see ``activations.keeps_slope``), ``capacity * fan_out`` entries for
+each of them only; it is None for predictions and for networks without such
+layers. The backward pass follows BACKGROUND.md, with rows as samples:
 
     dW[l] = A[l-1]^T dZ[l]      db[l] = sum_rows dZ[l]
     dZ[l-1] = (dZ[l] W[l]^T) * g'[l-1]
+
+The passes take the activation codes of the hidden layers and of the output
+layer as compile-time constants (literal arguments; see ``activations``):
+a code compiles that activation only, and a hidden code of None takes each
+hidden layer's code from the layer table at run time.
 """
 
 import numpy as np
@@ -23,7 +31,7 @@ import numpy as np
 from ._arrays import matrix_view
 from ._blas import matmul_into
 from ._jit import REASSOCIATE, jit
-from .activations import IDENTITY, add_bias_and_activate, multiply_by_derivative
+from .activations import IDENTITY, SLOPE_CODES, activate, derive, identity_forward, keeps_slope
 
 FAN_IN = 0
 FAN_OUT = 1
@@ -113,7 +121,48 @@ def csr_rows_transpose_dot(csr, rows, delta, out):
 
 
 @jit(internal=True)
-def forward(Xb, csr, rows, params, layers, acts, capacity):
+def slope_view(slopes, layers, l, capacity, n_rows):
+    """Rows ``0..n_rows`` of layer ``l``'s block of ``slopes`` (no rows for a layer that keeps no slope)."""
+    start = 0
+    for k in range(l):
+        if keeps_slope(layers[k, ACTIVATION]):
+            start += capacity * layers[k, FAN_OUT]
+    n_units = layers[l, FAN_OUT]
+    if not keeps_slope(layers[l, ACTIVATION]):
+        n_rows = 0
+    return matrix_view(slopes[start : start + n_rows * n_units], n_rows, n_units)
+
+
+@jit(internal=True)
+def activate_layer(Z, bias, slopes, layers, l, capacity, code):
+    """``Z <- g(Z + bias)`` for layer ``l``; ``code`` its compile-time code, or None for the table's."""
+    if code is None:
+        if slopes is None:
+            activate(Z, bias, None, layers[l, ACTIVATION])
+        else:
+            activate(Z, bias, slope_view(slopes, layers, l, capacity, Z.shape[0]), layers[l, ACTIVATION])
+    elif slopes is None:
+        activate(Z, bias, None, code)
+    else:
+        activate(Z, bias, slope_view(slopes, layers, l, capacity, Z.shape[0]), code)
+
+
+@jit(internal=True)
+def derive_layer(A, delta, slopes, layers, l, capacity, code):
+    """``delta <- delta * g'(Z)`` for layer ``l``; ``code`` as in :func:`activate_layer`."""
+    if code is None:
+        if slopes is None:
+            derive(A, None, delta, layers[l, ACTIVATION])
+        else:
+            derive(A, slope_view(slopes, layers, l, capacity, A.shape[0]), delta, layers[l, ACTIVATION])
+    elif slopes is None:
+        derive(A, None, delta, code)
+    else:
+        derive(A, slope_view(slopes, layers, l, capacity, A.shape[0]), delta, code)
+
+
+@jit(internal=True)
+def forward(Xb, csr, rows, params, layers, acts, capacity, slopes, hidden_code, out_code):
     """Forward pass of a batch; ``A[l]`` for l = 1..L is left in ``acts``.
 
     Parameters
@@ -134,27 +183,38 @@ def forward(Xb, csr, rows, params, layers, acts, capacity):
         Flat activation buffer of ``capacity * sum(fan_out)`` entries.
     capacity : int
         Row capacity of each layer's block in ``acts``.
+    slopes : ndarray or None
+        Receives the slopes of gelu and silu layers (see module docstring).
+    hidden_code : int or None
+        Activation code of every hidden layer, or None to read each from
+        ``layers`` (a compile-time constant).
+    out_code : int
+        Activation code of the output layer (a compile-time constant).
 
     Returns
     -------
     output : ndarray of shape (n_rows, n_outputs)
         View of the last layer's activations.
     """
-    return forward_recording(Xb, csr, rows, params, layers, acts, capacity, None)
+    return forward_recording(
+        Xb, csr, rows, params, layers, acts, capacity, None, slopes, hidden_code, out_code, False
+    )
 
 
 @jit(internal=True)
-def forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs):
+def forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs, slopes, hidden_code, out_code, logits):
     """:func:`forward` that also keeps each pre-activation ``Z[l]`` in ``zs`` unless it is None.
 
     ``zs`` has the layout of ``acts``. None is a compile-time choice: Numba
     prunes the recording code from that specialisation, so the training
     kernels do not compile it. Recording costs one more pass per
-    layer and is meant for inspection, not training.
+    layer and is meant for inspection, not training. With ``logits`` the
+    output layer's activation is skipped (its inputs are left in ``acts``).
     """
     n_rows = Xb.shape[0] if csr is None else rows.shape[0]
+    n_layers = layers.shape[0]
     A = Xb
-    for l in range(layers.shape[0]):
+    for l in range(n_layers):
         Z = unit_view(acts, layers, l, capacity, n_rows)
         W = coef_view(params, layers, l)
         if l > 0:
@@ -167,14 +227,19 @@ def forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs):
         if zs is not None:
             Z_saved = unit_view(zs, layers, l, capacity, n_rows)
             copy_into(Z, Z_saved)
-            add_bias_and_activate(Z_saved, bias, IDENTITY)
-        add_bias_and_activate(Z, bias, layers[l, ACTIVATION])
+            identity_forward(Z_saved, bias, None)
+        if l < n_layers - 1:
+            activate_layer(Z, bias, slopes, layers, l, capacity, hidden_code)
+        elif logits:
+            identity_forward(Z, bias, None)
+        else:  # output activations keep no slopes
+            activate_layer(Z, bias, None, layers, l, capacity, out_code)
         A = Z
     return A
 
 
 @jit(internal=True)
-def backward(Xb, csr, rows, params, layers, acts, deltas, capacity, grads):
+def backward(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, slopes, hidden_code):
     """Back-propagate the output error already in ``deltas``; raw sums into ``grads``.
 
     ``grads`` receives ``A[l-1]^T dZ[l]`` for every weight and the column sums
@@ -182,11 +247,11 @@ def backward(Xb, csr, rows, params, layers, acts, deltas, capacity, grads):
     term and the division by the weight sum are applied by
     :func:`finalize_gradient`. Arguments are those of :func:`forward`.
     """
-    backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, None)
+    backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, None, slopes, hidden_code)
 
 
 @jit(internal=True)
-def backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, dAs):
+def backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, dAs, slopes, hidden_code):
     """:func:`backward` that also keeps ``dA[l] = dZ[l+1] W[l+1]^T`` of hidden layers in ``dAs`` unless it is None.
 
     ``dAs`` has the layout of ``deltas``; the output layer's block is left
@@ -213,7 +278,7 @@ def backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, gr
             if dAs is not None:
                 copy_into(delta_prev, unit_view(dAs, layers, l - 1, capacity, n_rows))
             A_prev = unit_view(acts, layers, l - 1, capacity, n_rows)
-            multiply_by_derivative(A_prev, delta_prev, layers[l - 1, ACTIVATION])
+            derive_layer(A_prev, delta_prev, slopes, layers, l - 1, capacity, hidden_code)
 
 
 @jit(internal=True)
@@ -247,3 +312,30 @@ def squared_sum(values, n):
     for k in range(n):
         total += np.float64(values[k]) * values[k]
     return total
+
+
+def network_codes(layers, loss_code):
+    """The compile-time codes ``(hidden, out, loss)`` of the kernels of a network (Python).
+
+    Parameters
+    ----------
+    layers : ndarray of shape (n_layers, 5)
+        Layer table.
+    loss_code : int
+        Loss code.
+
+    Returns
+    -------
+    codes : tuple
+        The hidden layers' activation code when they all share one (identity
+        when there is no hidden layer), None when they differ; the output
+        activation code; the loss code.
+    """
+    hidden = {int(code) for code in layers[:-1, ACTIVATION]}
+    shared = hidden.pop() if len(hidden) == 1 else (IDENTITY if not hidden else None)
+    return shared, int(layers[-1, ACTIVATION]), int(loss_code)
+
+
+def slope_units(layers):
+    """Units whose slopes a training pass keeps per row: those of gelu and silu layers (Python)."""
+    return int(sum(fan_out for _, fan_out, _, _, code in layers if code in SLOPE_CODES))

@@ -6,33 +6,38 @@ at a time from a shared counter, each next one going to whichever thread is
 free first, and still return the bits of a prediction made in one thread.
 """
 
-from ._jit import jit
+from ._jit import jit, specialised
 from ._sync import fetch_add
-from .activations import IDENTITY, first_largest_softmax
-from .network import ACTIVATION, copy_into, forward_recording, unit_view
+from .activations import first_largest_softmax
+from .network import copy_into, forward_recording, unit_view
 
 
 @jit(internal=True)
-def predict_chunk(X, csr, params, table, acts, rows, capacity, out, labels, start, stop):
+def predict_chunk(X, csr, params, layers, acts, rows, capacity, out, labels, start, stop, hidden_code, out_code):
     """Forward pass of rows ``start:stop`` (one chunk) into ``out`` and, if not empty, ``labels``."""
     chunk_rows = rows[: stop - start]
     for k in range(stop - start):
         chunk_rows[k] = start + k
     X_chunk = X[start:stop] if csr is None else X[:0]
-    output = forward_recording(  # the training kernel's specialisation: no other to compile
-        X_chunk, csr, chunk_rows, params, table, acts, capacity, None
+    logits_only = labels.shape[0] > 0
+    output = forward_recording(
+        X_chunk, csr, chunk_rows, params, layers, acts, capacity, None, None, hidden_code, out_code, logits_only
     )
     copy_into(output, out[start:stop])
-    if labels.shape[0] > 0:
+    if logits_only:
         # the same rows as ``output``, typed writable also when X is read-only
-        logits = unit_view(acts, table, table.shape[0] - 1, capacity, stop - start)
+        logits = unit_view(acts, layers, layers.shape[0] - 1, capacity, stop - start)
         for k in range(stop - start):
             labels[start + k] = first_largest_softmax(logits[k])
 
 
-@jit
-def predict(X, csr, params, layers, acts, rows, capacity, out, labels, claims):
+@specialised
+def predict(hidden_code, out_code):
     """Forward pass of every row, ``capacity`` rows at a time, into ``out``; or the labels of a softmax.
+
+    ``predict[hidden, out]`` is the kernel of networks whose hidden layers
+    all have the activation ``hidden`` (None: they differ) and whose output
+    activation is ``out``.
 
     The calls of the threads that share a prediction take its chunks from
     the counter ``claims[0]`` until none is left.
@@ -65,15 +70,17 @@ def predict(X, csr, params, layers, acts, rows, capacity, out, labels, claims):
         Chunks claimed so far by the threads of the prediction (0 before
         the first call).
     """
-    n_samples = out.shape[0]
-    n_chunks = (n_samples + capacity - 1) // capacity
-    table = layers
-    if labels.shape[0] > 0:
-        table = layers.copy()
-        table[-1, ACTIVATION] = IDENTITY
-    chunk = fetch_add(claims, 0, 1)
-    while chunk < n_chunks:
-        start = chunk * capacity
-        stop = min(start + capacity, n_samples)
-        predict_chunk(X, csr, params, table, acts, rows, capacity, out, labels, start, stop)
+
+    def predict(X, csr, params, layers, acts, rows, capacity, out, labels, claims):
+        n_samples = out.shape[0]
+        n_chunks = (n_samples + capacity - 1) // capacity
         chunk = fetch_add(claims, 0, 1)
+        while chunk < n_chunks:
+            start = chunk * capacity
+            stop = min(start + capacity, n_samples)
+            predict_chunk(
+                X, csr, params, layers, acts, rows, capacity, out, labels, start, stop, hidden_code, out_code
+            )
+            chunk = fetch_add(claims, 0, 1)
+
+    return predict

@@ -10,24 +10,34 @@ one-row kernel take the input as a dense array ``X`` and a
 ``csr`` argument: None for dense input, or the CSR arrays
 ``(data, indices, indptr)`` (X is then a dummy). Dense and CSR input compile
 separate specialisations, the dense one without the CSR code.
+
+The kernels that run a network are compiled per combination of its codes
+(:class:`._jit.Specialised`): ``train_epoch[hidden, out, loss]`` is the
+kernel of networks whose hidden layers all have the activation ``hidden``,
+whose output activation is ``out`` and whose loss is ``loss``, and compiles
+only those activations and that loss (``network.network_codes`` gives a
+network's codes). A code of None is read at run time instead, from the
+layer table or the ``loss_code`` argument: ``train_epoch[None, None, None]``
+serves every network, with every activation and loss compiled in.
 """
 
 import numpy as np
 
 from ._arrays import matrix_view, prefetch_row
-from ._jit import jit
+from ._jit import jit, specialised
 from ._sync import meet, store_release, wait_for_epoch
-from .activations import add_bias_and_activate, multiply_by_derivative
-from .losses import output_delta, weighted_loss_sum
+from .losses import output_derivative, output_error, weighted_loss
 from .network import (
     ACTIVATION,
     COEF_OFFSET,
     FAN_IN,
     FAN_OUT,
     INTERCEPT_OFFSET,
+    activate_layer,
     backward,
     backward_recording,
     copy_rows,
+    derive_layer,
     finalize_gradient,
     forward,
     forward_recording,
@@ -49,13 +59,16 @@ N_HYPER = 6
 
 @jit(internal=True)
 def raw_batch_gradient(
-    Xb, csr, rows, Yb, swb, params, layers, acts, deltas, capacity, grads, loss_code, eps, zs, dAs,
+    Xb, csr, rows, Yb, swb, params, layers, acts, deltas, slopes, capacity, grads, loss_code, eps, huber_delta,
+    zs, dAs, hidden_code, out_code,
 ):
     """Forward pass, loss and backward pass of one batch; RAW gradient sums into ``grads``.
 
     Unless they are None, ``zs`` (layout of ``acts``) receives the pre-activations
     and ``dAs`` (layout of ``deltas``) the back-propagated ``dZ[l+1] W^T`` of
-    every hidden layer, both before any division by the weight sum.
+    every hidden layer, both before any division by the weight sum. The
+    activation codes are compile-time constants (see ``network.forward``),
+    the loss code a compile-time constant or a run-time value.
 
     Returns
     -------
@@ -64,16 +77,28 @@ def raw_batch_gradient(
     weight_sum : float
         ``S = sum_i s_i``.
     """
-    output = forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs)
+    output = forward_recording(
+        Xb, csr, rows, params, layers, acts, capacity, zs, slopes, hidden_code, out_code, False
+    )
     n_layers = layers.shape[0]
     weight_sum = 0.0
     for i in range(swb.shape[0]):
         weight_sum += swb[i]
-    data_loss = weighted_loss_sum(output, Yb, swb, loss_code, eps)
+    data_loss = weighted_loss(output, Yb, swb, loss_code, eps, huber_delta)
     delta = unit_view(deltas, layers, n_layers - 1, capacity, output.shape[0])
-    output_delta(output, Yb, swb, layers[n_layers - 1, ACTIVATION], loss_code, delta)
-    backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, dAs)
+    output_layer_error(output, Yb, swb, layers, out_code, loss_code, huber_delta, delta)
+    backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, dAs, slopes, hidden_code)
     return data_loss, weight_sum
+
+
+@jit(internal=True)
+def output_layer_error(output, Y, sample_weight, layers, out_code, loss_code, huber_delta, delta):
+    """Write the output error ``s_i * d loss_i / dZ`` into ``delta``; an ``out_code`` of None reads the table's."""
+    output_error(output, Y, sample_weight, loss_code, huber_delta, delta)
+    if out_code is None:
+        output_derivative(output, None, delta, layers[layers.shape[0] - 1, ACTIVATION], loss_code)
+    else:
+        output_derivative(output, None, delta, out_code, loss_code)
 
 
 @jit(internal=True)
@@ -82,23 +107,28 @@ def reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale):
     return loss_scale * data_loss / weight_sum + 0.5 * alpha * penalty / weight_sum
 
 
-@jit
-def batch_loss_and_gradient_recording(
-    Xb, csr, rows, Yb, swb, params, layers, acts, deltas,
-    capacity, grads, alpha, loss_code, loss_scale, eps, fit_intercepts, zs, dAs,
-):
+@specialised
+def batch_loss_and_gradient_recording(hidden_code, out_code, loss_constant):
     """One batch's objective, with its finished gradient in ``grads``.
 
     Arguments are those of :func:`raw_batch_gradient` plus ``alpha``,
     ``loss_scale`` and ``fit_intercepts``; returns :func:`reported_loss`.
     """
-    data_loss, weight_sum = raw_batch_gradient(
-        Xb, csr, rows, Yb, swb, params, layers, acts, deltas,
-        capacity, grads, loss_code, eps, zs, dAs,
-    )
-    return finish_loss_and_gradient(
-        grads, params, layers, data_loss, weight_sum, alpha, loss_scale, fit_intercepts
-    )
+
+    def batch_loss_and_gradient_recording(
+        Xb, csr, rows, Yb, swb, params, layers, acts, deltas, slopes,
+        capacity, grads, alpha, loss_code, loss_scale, eps, huber_delta, fit_intercepts, zs, dAs,
+    ):
+        loss = loss_code if loss_constant is None else loss_constant
+        data_loss, weight_sum = raw_batch_gradient(
+            Xb, csr, rows, Yb, swb, params, layers, acts, deltas, slopes,
+            capacity, grads, loss, eps, huber_delta, zs, dAs, hidden_code, out_code,
+        )
+        return finish_loss_and_gradient(
+            grads, params, layers, data_loss, weight_sum, alpha, loss_scale, fit_intercepts
+        )
+
+    return batch_loss_and_gradient_recording
 
 
 @jit(internal=True)
@@ -115,13 +145,8 @@ def parameter_bound(n_params, part, n_parts):
     return min(n_params, (part_bound(n_params, part, n_parts) + 15) // 16 * 16)
 
 
-@jit
-def train_epoch(
-    X, csr, Y, sample_weight, order, batch_size,
-    params, layers, acts, deltas, grads, Xb, Yb, swb, rows, part_sums,
-    alpha, loss_code, loss_scale, eps, fit_intercepts,
-    hyper, velocity, first_moment, second_moment, step_counter, thread, n_threads, sync,
-):
+@specialised
+def train_epoch(hidden_code, out_code, loss_constant):
     """Train one epoch over the rows ``order`` in mini-batches of ``batch_size``.
 
     Each mini-batch is cut into ``n_parts`` (the first dimension of the work
@@ -164,6 +189,9 @@ def train_epoch(
         Layer table.
     acts, deltas : ndarray of shape (n_parts, capacity * sum(fan_out))
         Work buffers of each part, ``capacity`` rows each.
+    slopes : ndarray of shape (n_parts, capacity * n_slope_units) or None
+        Slopes of each part's gelu and silu layers (see ``network``); None
+        when the network has none.
     grads : ndarray of shape (n_parts, n_params)
         Raw gradient sums of each part (the first row receives their total).
     Xb : ndarray of shape (n_parts, capacity, n_features)
@@ -176,10 +204,11 @@ def train_epoch(
         Row numbers of each part.
     part_sums : ndarray of shape (n_parts, 3)
         Per part: data loss, weight sum and the ``||W||^2`` of its range.
-    alpha, loss_scale, eps : float
-        L2 strength, factor on the reported data loss, log-loss clipping.
+    alpha, loss_scale, eps, huber_delta : float
+        L2 strength, factor on the reported data loss, log-loss clipping,
+        Huber's threshold.
     loss_code : int
-        Loss code.
+        Loss code (the kernel's own when it was compiled for one).
     fit_intercepts : bool
         Whether intercepts are trained.
     hyper : ndarray of shape (N_HYPER,)
@@ -207,6 +236,34 @@ def train_epoch(
         Sum over batches of the batch loss times the batch length, or NaN
         when the epoch was aborted; for a worker, the number of epochs it ran.
     """
+
+    def train_epoch(
+        X, csr, Y, sample_weight, order, batch_size,
+        params, layers, acts, deltas, slopes, grads, Xb, Yb, swb, rows, part_sums,
+        alpha, loss_code, loss_scale, eps, huber_delta, fit_intercepts,
+        hyper, velocity, first_moment, second_moment, step_counter, thread, n_threads, sync,
+    ):
+        return train_epoch_coded(
+            X, csr, Y, sample_weight, order, batch_size,
+            params, layers, acts, deltas, slopes, grads, Xb, Yb, swb, rows, part_sums,
+            alpha, loss_code, loss_scale, eps, huber_delta, fit_intercepts,
+            hyper, velocity, first_moment, second_moment, step_counter, thread, n_threads, sync,
+            hidden_code, out_code, loss_constant,
+        )
+
+    return train_epoch
+
+
+@jit(internal=True)
+def train_epoch_coded(
+    X, csr, Y, sample_weight, order, batch_size,
+    params, layers, acts, deltas, slopes, grads, Xb, Yb, swb, rows, part_sums,
+    alpha, loss_code, loss_scale, eps, huber_delta, fit_intercepts,
+    hyper, velocity, first_moment, second_moment, step_counter, thread, n_threads, sync,
+    hidden_code, out_code, loss_constant,
+):
+    """:func:`train_epoch` with its codes as arguments: compile-time constants, or None for run-time ones."""
+    loss = loss_code if loss_constant is None else loss_constant
     n_train = order.shape[0]
     n_parts = acts.shape[0]
     capacity = rows.shape[1]
@@ -254,8 +311,8 @@ def train_epoch(
                 if part_rows > 0:
                     part_sums[p, 0], part_sums[p, 1] = raw_batch_gradient(
                         X_batch, csr, batch_rows, Yb[p, :part_rows], sw_part,
-                        params, layers, acts[p], deltas[p], capacity, grads[p], loss_code, eps,
-                        None, None,
+                        params, layers, acts[p], deltas[p], None if slopes is None else slopes[p],
+                        capacity, grads[p], loss, eps, huber_delta, None, None, hidden_code, out_code,
                     )
                 else:
                     grads[p, :] = 0
@@ -318,12 +375,8 @@ def per_weight(value, weight_sum, unit_weight):
 NARROW_LAYER = 8
 
 
-@jit
-def train_epoch_one_row(
-    X, Y, sample_weight, order, params, layers, acts, deltas,
-    alpha, loss_code, loss_scale, eps, fit_intercepts,
-    hyper, velocity, first_moment, second_moment, step_counter,
-):
+@specialised
+def train_epoch_one_row(hidden_code, out_code, loss_constant):
     """:func:`train_epoch` with mini-batches of ONE row of dense input, fused per row.
 
     A one-row step is too small for BLAS calls and separate passes to pay
@@ -341,17 +394,44 @@ def train_epoch_one_row(
     ----------
     X : ndarray of shape (n_samples, n_features)
         Dense input.
-    Y, sample_weight, order, params, layers, alpha, loss_code, loss_scale, eps, \
+    Y, sample_weight, order, params, layers, alpha, loss_code, loss_scale, eps, huber_delta, \
 fit_intercepts, hyper, velocity, first_moment, second_moment, step_counter
         As for :func:`train_epoch`.
     acts, deltas : ndarray of shape (sum(fan_out),)
         Work buffers for one row.
+    slopes : ndarray of shape (n_slope_units,) or None
+        Slopes of the row's gelu and silu layers; None when there are none.
 
     Returns
     -------
     loss_sum : float
         Sum over rows of the one-row objective.
     """
+
+    def train_epoch_one_row(
+        X, Y, sample_weight, order, params, layers, acts, deltas, slopes,
+        alpha, loss_code, loss_scale, eps, huber_delta, fit_intercepts,
+        hyper, velocity, first_moment, second_moment, step_counter,
+    ):
+        return train_epoch_one_row_coded(
+            X, Y, sample_weight, order, params, layers, acts, deltas, slopes,
+            alpha, loss_code, loss_scale, eps, huber_delta, fit_intercepts,
+            hyper, velocity, first_moment, second_moment, step_counter,
+            hidden_code, out_code, loss_constant,
+        )
+
+    return train_epoch_one_row
+
+
+@jit(internal=True)
+def train_epoch_one_row_coded(
+    X, Y, sample_weight, order, params, layers, acts, deltas, slopes,
+    alpha, loss_code, loss_scale, eps, huber_delta, fit_intercepts,
+    hyper, velocity, first_moment, second_moment, step_counter,
+    hidden_code, out_code, loss_constant,
+):
+    """:func:`train_epoch_one_row` with its codes as arguments: compile-time constants, or None for run-time ones."""
+    loss = loss_code if loss_constant is None else loss_constant
     dtype = params.dtype.type
     n_layers = layers.shape[0]
     learning_rate = dtype(hyper[LEARNING_RATE])
@@ -406,7 +486,10 @@ fit_intercepts, hyper, velocity, first_moment, second_moment, step_counter
                         total += A_prev[i] * W[i, j]
                     Z[j] = total
             bias = params[layers[l, INTERCEPT_OFFSET] : layers[l, INTERCEPT_OFFSET] + fan_out]
-            add_bias_and_activate(matrix_view(Z, 1, fan_out), bias, layers[l, ACTIVATION])
+            if l < n_layers - 1:
+                activate_layer(matrix_view(Z, 1, fan_out), bias, slopes, layers, l, 1, hidden_code)
+            else:
+                activate_layer(matrix_view(Z, 1, fan_out), bias, None, layers, l, 1, out_code)
             A_prev = Z
             unit_start += fan_out
         Y_row = Y[r : r + 1]
@@ -414,8 +497,8 @@ fit_intercepts, hyper, velocity, first_moment, second_moment, step_counter
         weight_sum = np.float64(sample_weight[r])
         typed_sum = dtype(weight_sum)
         unit_weight = typed_sum == 1
-        data_loss = weighted_loss_sum(output, Y_row, weight_row, loss_code, eps)
-        output_delta(output, Y_row, weight_row, layers[n_layers - 1, ACTIVATION], loss_code, out_delta)
+        data_loss = weighted_loss(output, Y_row, weight_row, loss, eps, huber_delta)
+        output_layer_error(output, Y_row, weight_row, layers, out_code, loss, huber_delta, out_delta)
         penalty = squared_sum(params, n_coefs)
         if first_moment is not None:
             step_counter[0] += 1
@@ -486,43 +569,47 @@ fit_intercepts, hyper, velocity, first_moment, second_moment, step_counter
                 else:
                     sgd_element(b, b_a, j, g, learning_rate, momentum, nesterov)
             if l > 0:
-                multiply_by_derivative(
-                    matrix_view(A_prev, 1, fan_in), matrix_view(delta_prev, 1, fan_in), layers[l - 1, ACTIVATION]
+                derive_layer(
+                    matrix_view(A_prev, 1, fan_in), matrix_view(delta_prev, 1, fan_in), slopes, layers, l - 1, 1,
+                    hidden_code,
                 )
         loss_sum += reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale)
     return loss_sum
 
 
-@jit
-def loss_and_gradient(
-    X, csr, Y, sample_weight, params, layers, acts, deltas,
-    grads, scratch, rows, capacity, alpha, loss_code, loss_scale, eps, fit_intercepts,
-):
+@specialised
+def loss_and_gradient(hidden_code, out_code, loss_constant):
     """Objective and gradient over all rows, in chunks of ``capacity`` rows.
 
     :func:`raw_loss_and_gradient` then :func:`finish_loss_and_gradient`;
     returns the objective as scikit-learn's L-BFGS sees it (see
     :func:`reported_loss`).
     """
-    data_loss, weight_sum = raw_loss_and_gradient(
-        X, csr, Y, sample_weight, params, layers, acts, deltas,
-        grads, scratch, rows, capacity, loss_code, eps,
-    )
-    return finish_loss_and_gradient(
-        grads, params, layers, data_loss, weight_sum, alpha, loss_scale, fit_intercepts
-    )
+
+    def loss_and_gradient(
+        X, csr, Y, sample_weight, params, layers, acts, deltas, slopes,
+        grads, scratch, rows, capacity, alpha, loss_code, loss_scale, eps, huber_delta, fit_intercepts,
+    ):
+        data_loss, weight_sum = raw_loss_and_gradient_coded(
+            X, csr, Y, sample_weight, params, layers, acts, deltas, slopes,
+            grads, scratch, rows, capacity, loss_code if loss_constant is None else loss_constant,
+            eps, huber_delta, hidden_code, out_code,
+        )
+        return finish_loss_and_gradient(
+            grads, params, layers, data_loss, weight_sum, alpha, loss_scale, fit_intercepts
+        )
+
+    return loss_and_gradient
 
 
-@jit(internal=True)
-def raw_loss_and_gradient(
-    X, csr, Y, sample_weight, params, layers, acts, deltas,
-    grads, scratch, rows, capacity, loss_code, eps,
-):
+@specialised
+def raw_loss_and_gradient(hidden_code, out_code, loss_constant):
     """Data loss and RAW gradient sums over all rows, in chunks of ``capacity`` rows.
 
     Raw gradient sums of every chunk are added up in ``grads`` (``scratch``
     holds each chunk after the first), so the result does not depend on the
-    chunk size beyond floating-point reordering.
+    chunk size beyond floating-point reordering. ``slopes`` (None when the
+    network has no gelu or silu layer) holds the slopes of one chunk.
 
     Returns
     -------
@@ -531,6 +618,26 @@ def raw_loss_and_gradient(
     weight_sum : float
         ``S = sum_i s_i``.
     """
+
+    def raw_loss_and_gradient(
+        X, csr, Y, sample_weight, params, layers, acts, deltas, slopes,
+        grads, scratch, rows, capacity, loss_code, eps, huber_delta,
+    ):
+        return raw_loss_and_gradient_coded(
+            X, csr, Y, sample_weight, params, layers, acts, deltas, slopes,
+            grads, scratch, rows, capacity, loss_code if loss_constant is None else loss_constant,
+            eps, huber_delta, hidden_code, out_code,
+        )
+
+    return raw_loss_and_gradient
+
+
+@jit(internal=True)
+def raw_loss_and_gradient_coded(
+    X, csr, Y, sample_weight, params, layers, acts, deltas, slopes,
+    grads, scratch, rows, capacity, loss_code, eps, huber_delta, hidden_code, out_code,
+):
+    """:func:`raw_loss_and_gradient` with its codes as arguments (compile-time constants or, for None, run-time)."""
     n_samples = X.shape[0] if csr is None else csr[2].shape[0] - 1
     n_layers = layers.shape[0]
     data_loss = 0.0
@@ -546,12 +653,12 @@ def raw_loss_and_gradient(
         sw_chunk = sample_weight[start:stop]
         for i in range(n_rows):
             weight_sum += sw_chunk[i]
-        output = forward(X_chunk, csr, chunk_rows, params, layers, acts, capacity)
-        data_loss += weighted_loss_sum(output, Y_chunk, sw_chunk, loss_code, eps)
+        output = forward(X_chunk, csr, chunk_rows, params, layers, acts, capacity, slopes, hidden_code, out_code)
+        data_loss += weighted_loss(output, Y_chunk, sw_chunk, loss_code, eps, huber_delta)
         delta = unit_view(deltas, layers, n_layers - 1, capacity, n_rows)
-        output_delta(output, Y_chunk, sw_chunk, layers[n_layers - 1, ACTIVATION], loss_code, delta)
+        output_layer_error(output, Y_chunk, sw_chunk, layers, out_code, loss_code, huber_delta, delta)
         target = grads if start == 0 else scratch
-        backward(X_chunk, csr, chunk_rows, params, layers, acts, deltas, capacity, target)
+        backward(X_chunk, csr, chunk_rows, params, layers, acts, deltas, capacity, target, slopes, hidden_code)
         if start > 0:
             for k in range(grads.shape[0]):
                 grads[k] += scratch[k]

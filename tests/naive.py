@@ -10,7 +10,9 @@ matrix row-major (fan_in, fan_out), then every intercept vector.
 """
 
 import numpy as np
-from scipy.special import xlogy
+from scipy.special import erf, expit, xlogy
+
+LEAKY_RELU_SLOPE = 0.01
 
 # --------------------------------------------------------------------------
 # Flat parameter layout
@@ -70,8 +72,12 @@ def block_offsets(sizes, capacity):
 
 
 # --------------------------------------------------------------------------
-# Activations, and their derivatives written in terms of the output A = g(Z)
+# Activations, and their derivatives: scikit-learn's four and exp in terms of
+# the output A = g(Z), the others in terms of Z (textbook formulas)
 # --------------------------------------------------------------------------
+
+# Activations whose derivative is written in terms of Z.
+FROM_Z = ("leaky_relu", "gelu", "silu", "softplus")
 
 
 def activate(name, Z):
@@ -91,30 +97,47 @@ def activate(name, Z):
             shifted = Z - Z.max(axis=1, keepdims=True)
             e = np.exp(shifted)
             return e / e.sum(axis=1, keepdims=True)
+        if name == "leaky_relu":
+            return np.where(Z > 0, Z, Z * Z.dtype.type(LEAKY_RELU_SLOPE))
+        if name == "gelu":
+            return Z * 0.5 * (1 + erf(Z / np.sqrt(2)))
+        if name == "silu":
+            return Z * expit(Z)
+        if name == "softplus":
+            return np.logaddexp(0, Z)
     raise ValueError(name)
 
 
-def derivative(name, A):
-    """Return ``g'(Z)`` from the output ``A = g(Z)`` of an elementwise activation."""
-    if name == "identity":
-        return np.ones_like(A)
-    if name == "logistic":
-        return A * (1 - A)
-    if name == "tanh":
-        return 1 - A**2
-    if name == "relu":
-        return (A != 0).astype(A.dtype)  # scikit-learn: delta[A == 0] = 0
-    if name == "exp":
-        return A.copy()
+def derivative(name, A, Z=None):
+    """Return ``g'(Z)`` of an elementwise activation from its output ``A = g(Z)`` (or from ``Z``)."""
+    with np.errstate(all="ignore"):
+        if name == "identity":
+            return np.ones_like(A)
+        if name == "logistic":
+            return A * (1 - A)
+        if name == "tanh":
+            return 1 - A**2
+        if name == "relu":
+            return (A != 0).astype(A.dtype)  # scikit-learn: delta[A == 0] = 0
+        if name == "exp":
+            return A.copy()
+        if name == "leaky_relu":
+            return np.where(Z > 0, 1, LEAKY_RELU_SLOPE).astype(Z.dtype)  # PyTorch: the slope at 0
+        if name == "gelu":
+            return 0.5 * (1 + erf(Z / np.sqrt(2))) + Z * np.exp(-Z * Z / 2) / np.sqrt(2 * np.pi)
+        if name == "silu":
+            return expit(Z) * (1 + Z * (1 - expit(Z)))
+        if name == "softplus":
+            return expit(Z)
     raise ValueError(name)
 
 
-def apply_derivative(name, A, delta):
+def apply_derivative(name, A, delta, Z=None):
     """Return ``delta * g'(Z)``; relu zeroes the entries where ``A == 0``."""
     with np.errstate(all="ignore"):
         if name == "relu":
             return np.where(A == 0, np.zeros_like(delta), delta)
-        return delta * derivative(name, A)
+        return delta * derivative(name, A, Z).astype(delta.dtype)
 
 
 # --------------------------------------------------------------------------
@@ -126,11 +149,15 @@ CANONICAL = {
     ("poisson", "exp"),
     ("log_loss", "softmax"),
     ("binary_log_loss", "logistic"),
+    ("absolute_error", "identity"),
+    ("huber", "identity"),
 }
+# Losses averaged over the outputs rather than summed.
+MEAN_OVER_OUTPUTS = ("absolute_error", "huber")
 
 
-def loss_elements(loss, A, Y, eps):
-    """Per-element loss ``loss(y_ij, a_ij)`` in float64."""
+def loss_elements(loss, A, Y, eps, huber_delta=1.0):
+    """Per-element loss ``loss(y_ij, a_ij)`` in float64 (before any average over outputs)."""
     A = np.asarray(A, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
     with np.errstate(all="ignore"):
@@ -138,6 +165,11 @@ def loss_elements(loss, A, Y, eps):
             return 0.5 * (A - Y) ** 2
         if loss == "poisson":
             return xlogy(Y, Y / A) - Y + A
+        if loss == "absolute_error":
+            return np.abs(A - Y)
+        if loss == "huber":
+            r = np.abs(A - Y)
+            return np.where(r < huber_delta, 0.5 * r**2, huber_delta * (r - 0.5 * huber_delta))
         P = np.clip(A, eps, 1 - eps)
         if loss == "log_loss":
             return -xlogy(Y, P)
@@ -146,15 +178,31 @@ def loss_elements(loss, A, Y, eps):
     raise ValueError(loss)
 
 
-def weighted_loss_sum(loss, A, Y, sample_weight, eps):
-    """``sum_i s_i * sum_j loss(y_ij, a_ij)`` as a Python float."""
-    per_row = loss_elements(loss, A, Y, eps).sum(axis=1)
+def row_losses(loss, A, Y, eps, huber_delta=1.0):
+    """``loss_i``: the sum over outputs, or the mean for absolute error and huber."""
+    elements = loss_elements(loss, A, Y, eps, huber_delta)
+    return elements.mean(axis=1) if loss in MEAN_OVER_OUTPUTS else elements.sum(axis=1)
+
+
+def weighted_loss_sum(loss, A, Y, sample_weight, eps, huber_delta=1.0):
+    """``sum_i s_i * loss_i`` as a Python float."""
+    per_row = row_losses(loss, A, Y, eps, huber_delta)
     return float(np.sum(np.asarray(sample_weight, dtype=np.float64) * per_row))
 
 
-def output_delta(loss, out_activation, A, Y, sample_weight):
-    """``s_i * dJ/dZ`` at the output: ``s_i (a - y)``, times ``g'`` if not canonical."""
-    delta = (A - Y) * sample_weight[:, None]
+def loss_gradient(loss, A, Y, huber_delta=1.0):
+    """``d loss_i / d a_ij`` (without the sample weight), in A's dtype; ``sign(0) = 0``."""
+    R = A - Y
+    if loss == "absolute_error":
+        return np.sign(R) / A.dtype.type(A.shape[1])
+    if loss == "huber":
+        return np.clip(R, -huber_delta, huber_delta).astype(A.dtype) / A.dtype.type(A.shape[1])
+    return R
+
+
+def output_delta(loss, out_activation, A, Y, sample_weight, huber_delta=1.0):
+    """``s_i * dJ/dZ`` at the output: ``s_i d loss_i / dA``, times ``g'`` if not canonical."""
+    delta = loss_gradient(loss, A, Y, huber_delta) * sample_weight[:, None]
     if (loss, out_activation) not in CANONICAL:
         delta = apply_derivative(out_activation, A, delta)
     return delta
@@ -165,22 +213,33 @@ def output_delta(loss, out_activation, A, Y, sample_weight):
 # --------------------------------------------------------------------------
 
 
-def forward(X, coefs, intercepts, activations):
-    """Return the list ``[A_1, ..., A_L]`` of every layer's output.
+def forward_z(X, coefs, intercepts, activations):
+    """Return the lists ``[Z_1, ..., Z_L]`` and ``[A_1, ..., A_L]`` of every layer.
 
     ``X`` may be a SciPy sparse matrix (whose products skip stored zeros).
     """
-    outputs = []
+    pre_activations, outputs = [], []
     A = X
     for W, b, name in zip(coefs, intercepts, activations):
         with np.errstate(all="ignore"):
-            A = activate(name, A @ W + b)
+            Z = A @ W + b
+            A = activate(name, Z)
+        pre_activations.append(Z)
         outputs.append(A)
-    return outputs
+    return pre_activations, outputs
 
 
-def backward(X, coefs, outputs, activations, delta_out):
-    """Raw sums ``(dW, db)``: ``A_{l-1}^T dZ_l`` and the column sums of ``dZ_l``."""
+def forward(X, coefs, intercepts, activations):
+    """Return the list ``[A_1, ..., A_L]`` of every layer's output."""
+    return forward_z(X, coefs, intercepts, activations)[1]
+
+
+def backward(X, coefs, outputs, activations, delta_out, pre_activations=None):
+    """Raw sums ``(dW, db)``: ``A_{l-1}^T dZ_l`` and the column sums of ``dZ_l``.
+
+    ``pre_activations`` (the ``Z_l``) are needed for the activations of
+    :data:`FROM_Z`.
+    """
     n_layers = len(coefs)
     dW, db = [None] * n_layers, [None] * n_layers
     delta = delta_out
@@ -190,7 +249,8 @@ def backward(X, coefs, outputs, activations, delta_out):
             dW[l] = A_prev.T @ delta
             db[l] = delta.sum(axis=0)
             if l > 0:
-                delta = apply_derivative(activations[l - 1], outputs[l - 1], delta @ coefs[l].T)
+                Z_prev = None if pre_activations is None else pre_activations[l - 1]
+                delta = apply_derivative(activations[l - 1], outputs[l - 1], delta @ coefs[l].T, Z_prev)
     return dW, db
 
 
@@ -208,7 +268,8 @@ def squared_coef_norm(coefs):
 
 
 def loss_and_gradient(
-    X, Y, sample_weight, params, sizes, activations, alpha, loss, loss_scale, eps, fit_intercepts
+    X, Y, sample_weight, params, sizes, activations, alpha, loss, loss_scale, eps, fit_intercepts,
+    huber_delta=1.0,
 ):
     """Objective ``loss_scale sum_i s_i loss_i / S + alpha/2 ||W||^2 / S`` and its gradient.
 
@@ -216,16 +277,16 @@ def loss_and_gradient(
     scales only the reported loss, e.g. by 1 / n_outputs for squared error).
     """
     coefs, intercepts = unpack(params, sizes)
-    outputs = forward(X, coefs, intercepts, activations)
+    pre_activations, outputs = forward_z(X, coefs, intercepts, activations)
     weight_sum = float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
     with np.errstate(all="ignore"):
-        data_loss = weighted_loss_sum(loss, outputs[-1], Y, sample_weight, eps)
+        data_loss = weighted_loss_sum(loss, outputs[-1], Y, sample_weight, eps, huber_delta)
         objective = (
             loss_scale * data_loss / weight_sum
             + 0.5 * alpha * squared_coef_norm(coefs) / weight_sum
         )
-    delta = output_delta(loss, activations[-1], outputs[-1], Y, sample_weight)
-    dW, db = backward(X, coefs, outputs, activations, delta)
+    delta = output_delta(loss, activations[-1], outputs[-1], Y, sample_weight, huber_delta)
+    dW, db = backward(X, coefs, outputs, activations, delta, pre_activations)
     return objective, finalize(dW, db, coefs, alpha, weight_sum, fit_intercepts)
 
 
@@ -260,7 +321,7 @@ def adam_step(params, grads, first_moment, second_moment, t, learning_rate, beta
 
 def train_epoch(
     X, Y, sample_weight, order, batch_size, params, sizes, activations, alpha, loss,
-    loss_scale, eps, fit_intercepts, solver, hyper, state_a, state_b, t,
+    loss_scale, eps, fit_intercepts, solver, hyper, state_a, state_b, t, huber_delta=1.0,
 ):
     """One epoch over ``order`` in consecutive batches; updates in place.
 
@@ -275,7 +336,7 @@ def train_epoch(
         batch = order[start : start + batch_size]
         batch_loss, grads = loss_and_gradient(
             X[batch], Y[batch], sample_weight[batch], params, sizes, activations,
-            alpha, loss, loss_scale, eps, fit_intercepts,
+            alpha, loss, loss_scale, eps, fit_intercepts, huber_delta,
         )
         loss_sum += batch_loss * len(batch)
         if solver == "adam":

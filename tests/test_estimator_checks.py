@@ -59,7 +59,14 @@ def test_sklearn_estimator_checks(estimator, check):
 # Keyword-only constructor parameters appended after scikit-learn's ...
 EXTRA_PARAMS = {
     MLPClassifier: {"early_stopping_metric": "score", "class_weight": None},
-    MLPRegressor: {"early_stopping_metric": "score"},
+    MLPRegressor: {"early_stopping_metric": "score", "huber_delta": 1.0},
+}
+# ... values added to scikit-learn's options of a parameter (and the other
+# constraints of the parameter after its options) ...
+EXTRA_OPTIONS = {
+    (MLPClassifier, "activation"): ({"leaky_relu", "gelu", "silu", "softplus"}, [tuple]),
+    (MLPRegressor, "activation"): ({"leaky_relu", "gelu", "silu", "softplus"}, [tuple]),
+    (MLPRegressor, "loss"): ({"absolute_error", "huber"}, []),
 }
 # ... keyword arguments appended to fit (the names HistGradientBoosting uses) ...
 EXTRA_FIT_ARGS = ["X_val", "y_val", "sample_weight_val"]
@@ -151,7 +158,13 @@ def test_parameter_constraints_match_sklearn(ours, theirs):
     ref = theirs._parameter_constraints
     assert sorted(mine) == sorted(set(ref) | set(EXTRA_PARAMS[ours]))
     for name in ref:
-        assert [describe(c) for c in mine[name]] == [describe(c) for c in ref[name]], name
+        if (ours, name) in EXTRA_OPTIONS:
+            added, others = EXTRA_OPTIONS[ours, name]
+            (options,) = ref[name]
+            assert describe(mine[name][0]) == ("StrOptions", str, frozenset(options.options | added)), name
+            assert mine[name][1:] == others, name
+        else:
+            assert [describe(c) for c in mine[name]] == [describe(c) for c in ref[name]], name
 
 
 @pytest.mark.parametrize("ours, theirs", PAIRS, ids=PAIR_IDS)

@@ -2,35 +2,49 @@
 
 Float64 only. Differences are central and of fourth order,
 ``(-f(w+2h) + 8 f(w+h) - 8 f(w-h) + f(w-2h)) / 12h``, so that h can stay
-large enough for round-off not to matter. relu networks are checked only
-where no pre-activation crosses zero inside the stencil (asserted, so a
-change of data or seed that breaks the premise fails loudly instead of
-passing by luck); their parameters are drawn until every pre-activation is
-clear of zero.
+large enough for round-off not to matter. Functions with a kink are checked
+only where nothing crosses it inside the stencil (asserted, so a change of
+data or seed that breaks the premise fails loudly instead of passing by
+luck): relu and leaky_relu pre-activations stay clear of zero, residuals of
+absolute error clear of zero, and those of huber clear of +-delta (where
+its second derivative jumps); parameters are drawn until they are.
+
+The grid runs the kernel that reads its activation and loss codes at run
+time; ``check_gradients`` (the public check, through the kernels compiled
+for each network's codes) covers each activation and loss of fastbp's own,
+alone and mixed per layer.
 """
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_array_equal
+from sklearn.base import is_regressor
 
 import naive
+from fastbp import MLPClassifier, MLPRegressor, Network, check_gradients
 from fastbp import kernels as K
 
-HIDDEN = ["identity", "logistic", "tanh", "relu"]
+HIDDEN = ["identity", "logistic", "tanh", "relu", "leaky_relu", "gelu", "silu", "softplus"]
+NEW_HIDDEN = ["leaky_relu", "gelu", "silu", "softplus"]
 PAIRINGS = [
     ("squared_error", "identity"),
     ("poisson", "exp"),
     ("log_loss", "softmax"),
     ("binary_log_loss", "logistic"),
     ("squared_error", "logistic"),
+    ("absolute_error", "identity"),
+    ("huber", "identity"),
+    ("huber", "logistic"),
 ]
 PAIR_IDS = [f"{loss}+{act}" for loss, act in PAIRINGS]
 
 N_SAMPLES, N_FEATURES, HIDDEN_SIZES = 11, 7, (5, 3)
 CAPACITY = 4  # several chunks: 4 + 4 + 3 rows
 H = 2e-4
-KINK_MARGIN = 1e-2  # relu pre-activations stay this far from 0 (the stencil moves them < 2e-3)
+KINK_MARGIN = 1e-2  # pre-activations and residuals stay this far from kinks (the stencil moves them < 2e-3)
+KINKED = ("relu", "leaky_relu")
+HUBER_DELTA = 0.5
 STENCIL = [(-2, 1.0), (-1, -8.0), (1, 8.0), (2, -1.0)]  # (offset in h, weight / 12h)
 RTOL = 1e-6
 TINY = 1e-6  # below this, |a| + |b| counts as this: an absolute floor of 1e-12
@@ -40,9 +54,9 @@ def make_problem(rng, hidden, loss, out_activation, weighted):
     n_out = 3 if out_activation == "softmax" else 2
     sizes = [N_FEATURES, *HIDDEN_SIZES, n_out]
     X = rng.normal(size=(N_SAMPLES, N_FEATURES))
-    if loss == "squared_error" and out_activation == "identity":
+    if loss in ("squared_error", "absolute_error", "huber") and out_activation == "identity":
         Y = rng.normal(size=(N_SAMPLES, n_out))
-    elif loss == "squared_error":
+    elif loss in ("squared_error", "huber"):
         Y = rng.uniform(size=(N_SAMPLES, n_out))
     elif loss == "poisson":
         Y = rng.poisson(1.5, size=(N_SAMPLES, n_out)).astype(float)
@@ -52,28 +66,33 @@ def make_problem(rng, hidden, loss, out_activation, weighted):
         Y = rng.randint(0, 2, size=(N_SAMPLES, n_out)).astype(float)
     sw = rng.uniform(0.5, 2.0, size=N_SAMPLES) if weighted else np.ones(N_SAMPLES)
     activations = [hidden] * len(HIDDEN_SIZES) + [out_activation]
-    # relu: draw again until every pre-activation is clear of the kink
-    for _ in range(50):
+    # draw again until everything is clear of the kinks
+    for _ in range(200):
         params = rng.uniform(-0.5, 0.5, size=naive.n_params(sizes))
-        if relu_margin(sizes, activations, X, params) > KINK_MARGIN:
+        if kink_margin(sizes, activations, X, Y, params, loss) > KINK_MARGIN:
             break
     else:
-        raise AssertionError("no kink-free parameters in 50 draws")
+        raise AssertionError("no kink-free parameters in 200 draws")
     layers = naive.layer_table(sizes, [K.ACTIVATION_CODES[a] for a in activations])
     return sizes, activations, layers, X, Y, sw, params
 
 
-def relu_margin(sizes, activations, X, params):
-    """Smallest |pre-activation| of any relu layer (inf without relu)."""
+def kinks(sizes, activations, X, Y, params, loss):
+    """Distances to every kink: |Z| of relu and leaky_relu layers, |r| or ||r| - delta| of the loss."""
     coefs, intercepts = naive.unpack(params, sizes)
-    margin = np.inf
-    A = X
-    for W, b, name in zip(coefs, intercepts, activations):
-        Z = A @ W + b
-        if name == "relu":
-            margin = min(margin, np.abs(Z).min())
-        A = naive.activate(name, Z)
-    return margin
+    pre_activations, outputs = naive.forward_z(X, coefs, intercepts, activations)
+    distances = [Z for Z, name in zip(pre_activations, activations) if name in KINKED]
+    residuals = outputs[-1] - Y
+    if loss == "absolute_error":
+        distances.append(residuals)
+    if loss == "huber":
+        distances.append(np.abs(residuals) - HUBER_DELTA)
+    return distances
+
+
+def kink_margin(sizes, activations, X, Y, params, loss):
+    """Smallest distance to a kink (inf without any)."""
+    return min((np.abs(d).min() for d in kinks(sizes, activations, X, Y, params, loss)), default=np.inf)
 
 
 class KernelObjective:
@@ -97,16 +116,18 @@ class KernelObjective:
         n_units = sum(sizes[1:])
         self.acts = np.empty(CAPACITY * n_units)
         self.deltas = np.empty(CAPACITY * n_units)
+        slope_units = K.slope_units(layers)
+        self.slopes = np.empty(CAPACITY * slope_units) if slope_units else None
         self.grads = np.empty(naive.n_params(sizes))
         self.scratch = np.empty(naive.n_params(sizes))
         self.rows = np.empty(CAPACITY, dtype=np.int64)
 
     def __call__(self, params):
-        value = K.loss_and_gradient(
+        value = K.loss_and_gradient[None, None, None](
             self.X, self.csr, self.Y, self.sw,
-            params, self.layers, self.acts, self.deltas, self.grads, self.scratch, self.rows,
+            params, self.layers, self.acts, self.deltas, self.slopes, self.grads, self.scratch, self.rows,
             CAPACITY, self.alpha, self.loss_code, self.loss_scale, np.finfo(np.float64).eps,
-            self.fit_intercepts,
+            HUBER_DELTA, self.fit_intercepts,
         )
         return value, self.grads.copy()
 
@@ -131,21 +152,14 @@ def relative_error(a, b):
     return np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), TINY)
 
 
-def assert_no_relu_kink_in_stencil(sizes, activations, X, params):
-    """No relu pre-activation changes sign anywhere in the stencil."""
-    relu_layers = [l for l, a in enumerate(activations[:-1]) if a == "relu"]
-    if not relu_layers:
+def assert_no_kink_in_stencil(sizes, activations, X, Y, params, loss):
+    """No pre-activation or residual crosses a kink anywhere in the stencil."""
+    base = [d > 0 for d in kinks(sizes, activations, X, Y, params, loss)]
+    if not base:
         return
-
-    def pattern(p):
-        coefs, intercepts = naive.unpack(p, sizes)
-        outputs = naive.forward(X, coefs, intercepts, activations)
-        return [outputs[l] > 0 for l in relu_layers]
-
-    base = pattern(params)
     for k, _, perturbed in stencil_points(params):
-        for before, after in zip(base, pattern(perturbed)):
-            assert_array_equal(after, before, err_msg=f"relu kink crossed when moving parameter {k}")
+        for before, after in zip(base, kinks(sizes, activations, X, Y, perturbed, loss)):
+            assert_array_equal(after > 0, before, err_msg=f"kink crossed when moving parameter {k}")
 
 
 # (weighted, alpha, fit_intercepts)
@@ -158,7 +172,7 @@ CASE_IDS = ["plain", "weighted-alpha", "weighted-alpha-nointercepts"]
 @pytest.mark.parametrize("loss, out_activation", PAIRINGS, ids=PAIR_IDS)
 def test_gradient_matches_finite_differences(rng, loss, out_activation, hidden, weighted, alpha, fit_intercepts):
     sizes, activations, layers, X, Y, sw, params = make_problem(rng, hidden, loss, out_activation, weighted)
-    assert_no_relu_kink_in_stencil(sizes, activations, X, params)
+    assert_no_kink_in_stencil(sizes, activations, X, Y, params, loss)
     # loss_scale = 1: the gradient is that of the sum over outputs
     f = KernelObjective(sizes, layers, X, Y, sw, alpha, loss, 1.0, fit_intercepts)
     value, grad = f(params)
@@ -197,3 +211,73 @@ def test_multi_output_squared_error_gradient_ignores_loss_scale(rng):
     numeric = finite_difference_gradient(f, params)
     assert relative_error(grad, n_outputs * numeric).max() < RTOL
     assert relative_error(grad, numeric).min() > 0.1
+
+
+# ---------------------------------------------------------------------------
+# check_gradients on fastbp's own activations and losses, through the
+# kernels compiled for each network's codes
+# ---------------------------------------------------------------------------
+
+
+def worst_error(errors):
+    return max(max(layer["coefs"], layer["intercepts"]) for layer in errors)
+
+
+def network_data(rng, net, n_samples=13):
+    """Rows and targets for ``net`` whose kinks (leaky_relu, absolute error, huber) are out of the check's reach.
+
+    Weights are drawn until leaky_relu pre-activations are clear of 0; the
+    targets are the outputs minus residuals clear of 0 and of +-huber_delta.
+    """
+    margin = 0.05  # epsilon=1e-3 moves pre-activations and outputs by less than 0.02
+    X = rng.normal(size=(n_samples, net.layer_units[0]))
+    for _ in range(200):
+        net.init_weights(rng)
+        Z, A = net.forward(X)
+        if min((np.abs(z).min() for z, name in zip(Z, net.activations) if name in KINKED), default=np.inf) > margin:
+            break
+    else:
+        raise AssertionError("no kink-free weights in 200 draws")
+    size = rng.uniform(margin, 1.0, size=A[-1].shape)
+    if net.loss == "huber":  # away from delta on either side
+        size = np.where(np.abs(size - net.huber_delta) < margin, size + 2 * margin, size)
+    return X, A[-1] - size * rng.choice([-1, 1], size=size.shape)
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "absolute_error", "huber"])
+@pytest.mark.parametrize("activation", NEW_HIDDEN + ["tanh"])
+def test_check_gradients_of_each_new_activation_and_loss(rng, activation, loss):
+    net = Network((4, 6, 5, 2), activation=activation, loss=loss, huber_delta=0.3)
+    X, Y = network_data(rng, net)
+    assert worst_error(check_gradients(net, X, Y, sample_weight=rng.uniform(0.5, 2, 13), alpha=0.1)) < 1e-6
+
+
+@pytest.mark.parametrize("loss, out_activation", [("log_loss", "softmax"), ("huber", "logistic")])
+def test_check_gradients_with_activations_mixed_per_layer(rng, loss, out_activation):
+    net = Network((5, 7, 6, 5, 4, 3), activation=("gelu", "leaky_relu", "silu", "softplus"),
+                  out_activation=out_activation, loss=loss, huber_delta=0.2)
+    X, Y = network_data(rng, net)
+    if loss == "log_loss":
+        Y = np.eye(3)[rng.randint(3, size=13)]
+    assert worst_error(check_gradients(net, X, Y)) < 1e-6
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("estimator", [
+    MLPRegressor(hidden_layer_sizes=(6, 5), activation=("silu", "gelu"), loss="huber", huber_delta=0.5,
+                 max_iter=3, random_state=0),
+    MLPRegressor(hidden_layer_sizes=(6,), activation=("softplus",), loss="absolute_error", max_iter=3,
+                 random_state=0),
+    MLPClassifier(hidden_layer_sizes=(6, 5), activation=("gelu", "tanh"), max_iter=3, random_state=0),
+], ids=["regressor-huber", "regressor-absolute_error", "classifier"])
+def test_check_gradients_of_fitted_estimators_with_new_options(rng, estimator):
+    X = rng.normal(size=(30, 4))
+    if is_regressor(estimator):
+        estimator.fit(X, X[:, 0] - 2 * X[:, 1])
+        # targets at residuals clear of the loss's kinks (0, +-huber_delta)
+        size = rng.uniform(0.05, 0.4, size=30) + (rng.uniform(size=30) < 0.5) * 0.6
+        y = estimator.predict(X) - size * rng.choice([-1, 1], size=30)
+    else:
+        y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+        estimator.fit(X, y)
+    assert worst_error(check_gradients(estimator, X, y)) < 1e-6

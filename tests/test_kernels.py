@@ -5,8 +5,15 @@ hidden layers of 5 and 3 units), every activation and every loss pairing,
 dense and CSR input. Work buffers start filled with NaN so that a kernel
 reading memory it did not write shows up as a NaN in its result. The
 reference itself is first checked against scikit-learn, the project's oracle.
+
+The kernels that run a network are compiled per combination of activation
+and loss codes; the grids here take the kernels that read every code at run
+time (one compile serves them all), and the kernels compiled for each code
+are checked to give exactly their bits.
 """
 
+import copy
+import math
 from decimal import Decimal, localcontext
 
 import numba
@@ -25,20 +32,30 @@ from fastbp._parallel import EpochTeam
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 
-HIDDEN = ["identity", "logistic", "tanh", "relu"]
-ELEMENTWISE = ["identity", "logistic", "tanh", "relu", "exp"]
-# The four canonical (loss, output activation) pairs, and squared error
-# behind a logistic output (the textbook network; not canonical).
+SKLEARN_HIDDEN = ["identity", "logistic", "tanh", "relu"]
+HIDDEN = SKLEARN_HIDDEN + ["leaky_relu", "gelu", "silu", "softplus"]
+ELEMENTWISE = ["identity", "logistic", "tanh", "relu", "exp", "leaky_relu", "gelu", "silu", "softplus"]
+# Activations whose derivative the forward pass keeps (the backward pass cannot get it from A).
+SLOPED = ["gelu", "silu"]
+# The four canonical (loss, output activation) pairs of scikit-learn, and
+# squared error behind a logistic output (the textbook network; not
+# canonical); then absolute error and huber, canonically and behind a
+# logistic output.
 PAIRINGS = [
     ("squared_error", "identity"),
     ("poisson", "exp"),
     ("log_loss", "softmax"),
     ("binary_log_loss", "logistic"),
     ("squared_error", "logistic"),
+    ("absolute_error", "identity"),
+    ("huber", "identity"),
+    ("huber", "logistic"),
 ]
 PAIR_IDS = [f"{loss}+{act}" for loss, act in PAIRINGS]
 CANONICAL_PAIRINGS = PAIRINGS[:4]
 CANONICAL_IDS = PAIR_IDS[:4]
+# Huber's threshold in these tests: residuals fall on both sides of it.
+HUBER_DELTA = 0.7
 
 N_SAMPLES = 11
 N_FEATURES = 7
@@ -79,9 +96,9 @@ def n_outputs(out_activation):
 
 
 def make_targets(rng, loss, out_activation, n_rows, n_out):
-    if loss == "squared_error" and out_activation == "identity":
+    if loss in ("squared_error", "absolute_error", "huber") and out_activation == "identity":
         return rng.normal(size=(n_rows, n_out))
-    if loss == "squared_error":
+    if loss in ("squared_error", "huber"):
         return rng.uniform(size=(n_rows, n_out))
     if loss == "poisson":
         return rng.poisson(1.5, size=(n_rows, n_out)).astype(float)  # has zeros
@@ -91,10 +108,15 @@ def make_targets(rng, loss, out_activation, n_rows, n_out):
 
 
 class Problem:
-    """A small network, its data and the kernels' view of it."""
+    """A small network, its data and the kernels' view of it.
+
+    ``codes`` are the compile-time codes its kernels are taken for: the
+    network's own (``K.network_codes``), or all None (every activation and
+    loss read at run time).
+    """
 
     def __init__(self, rng, dtype, hidden, loss, out_activation, weighted=False, n_samples=N_SAMPLES,
-                 hidden_sizes=HIDDEN_SIZES):
+                 hidden_sizes=HIDDEN_SIZES, run_time_codes=False):
         hidden = [hidden] * len(hidden_sizes) if isinstance(hidden, str) else list(hidden)
         self.dtype = dtype
         self.sizes = [N_FEATURES, *hidden_sizes, n_outputs(out_activation)]
@@ -105,9 +127,11 @@ class Problem:
         self.n_params = naive.n_params(self.sizes)
         self.loss = loss
         self.loss_code = K.LOSS_CODES[loss]
+        self.run_time_codes = run_time_codes
         # scikit-learn reports the squared error averaged over outputs
         self.loss_scale = 1.0 / self.sizes[-1] if loss == "squared_error" else 1.0
         self.eps = float(np.finfo(dtype).eps)  # as the estimators pass it
+        self.huber_delta = HUBER_DELTA
 
         X = rng.normal(size=(n_samples, N_FEATURES))
         X[rng.uniform(size=X.shape) < 0.4] = 0.0
@@ -119,6 +143,20 @@ class Problem:
         sw = rng.uniform(0.5, 2.0, size=n_samples) if weighted else np.ones(n_samples)
         self.sample_weight = sw.astype(dtype)
         self.params = rng.uniform(-0.6, 0.6, size=self.n_params).astype(dtype)
+
+    @property
+    def codes(self):
+        if self.run_time_codes:
+            return None, None, None
+        return K.network_codes(self.layers, self.loss_code)
+
+    def slopes(self, capacity, n_parts=None):
+        """A NaN-filled slopes buffer for ``capacity`` rows (per part), or None when none is kept."""
+        units = K.slope_units(self.layers)
+        if units == 0:
+            return None
+        shape = capacity * units if n_parts is None else (n_parts, capacity * units)
+        return np.full(shape, np.nan, dtype=self.dtype)
 
     @property
     def coefs(self):
@@ -142,7 +180,7 @@ class Problem:
             self.Y if Y is None else Y,
             self.sample_weight if sample_weight is None else sample_weight,
             self.params, self.sizes, self.activations, alpha, self.loss,
-            self.loss_scale, self.eps, fit_intercepts,
+            self.loss_scale, self.eps, fit_intercepts, self.huber_delta,
         )
 
 
@@ -172,13 +210,13 @@ def kernel_loss_and_gradient(
     grads = nan_buffer(p.n_params, p.dtype)
     scratch = nan_buffer(p.n_params, p.dtype)
     rows = np.full(capacity, -1, dtype=np.int64)
-    objective = K.loss_and_gradient(
+    objective = K.loss_and_gradient[p.codes](
         Xk, csr,
         p.Y if Y is None else Y,
         p.sample_weight if sample_weight is None else sample_weight,
-        p.params, p.layers, acts, deltas, grads, scratch, rows, capacity,
+        p.params, p.layers, acts, deltas, p.slopes(capacity), grads, scratch, rows, capacity,
         float(alpha), p.loss_code, float(p.loss_scale if loss_scale is None else loss_scale),
-        p.eps, fit_intercepts,
+        p.eps, p.huber_delta, fit_intercepts,
     )
     return objective, grads
 
@@ -191,7 +229,7 @@ def kernel_predict(p, capacity, sparse, X=None, labels=False):
     rows = np.full(capacity, -1, dtype=np.int64)
     out = np.full((X.shape[0], p.sizes[-1]), np.nan, dtype=p.dtype)
     found = np.full(X.shape[0] if labels else 0, -1, dtype=np.int64)
-    K.predict(Xk, csr, p.params, p.layers, acts, rows, capacity, out, found, np.zeros(1, dtype=np.int64))
+    K.predict[p.codes[:2]](Xk, csr, p.params, p.layers, acts, rows, capacity, out, found, np.zeros(1, dtype=np.int64))
     return (found, out) if labels else out
 
 
@@ -210,16 +248,17 @@ def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solv
     """
     if one_row:
         assert batch_size == 1 and not sparse
-        return K.train_epoch_one_row(
+        return K.train_epoch_one_row[p.codes](
             p.X, p.Y, p.sample_weight, order, p.params, p.layers,
-            nan_buffer(p.units(), p.dtype), nan_buffer(p.units(), p.dtype),
-            float(alpha), p.loss_code, float(p.loss_scale), p.eps, fit_intercepts,
+            nan_buffer(p.units(), p.dtype), nan_buffer(p.units(), p.dtype), p.slopes(1),
+            float(alpha), p.loss_code, float(p.loss_scale), p.eps, p.huber_delta, fit_intercepts,
             np.asarray(hyper, dtype=np.float64), *solver_state(solver, state_a, state_b), t,
         )
     Xk, csr = kernel_input(p.X, sparse)
     capacity = -(-batch_size // n_parts) + spare_rows  # buffers may be larger than a part
     acts = np.full((n_parts, capacity * p.units()), np.nan, dtype=p.dtype)
     deltas = np.full_like(acts, np.nan)
+    slopes = p.slopes(capacity, n_parts)
     grads = np.full((n_parts, p.n_params), np.nan, dtype=p.dtype)
     Xb = np.full((n_parts, 0 if sparse else capacity, p.sizes[0]), np.nan, dtype=p.dtype)
     Yb = np.full((n_parts, capacity, p.sizes[-1]), np.nan, dtype=p.dtype)
@@ -230,10 +269,10 @@ def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solv
     team = EpochTeam(threads, sync)
 
     def epoch(thread, n_threads):
-        return K.train_epoch(
+        return K.train_epoch[p.codes](
             Xk, csr, p.Y, p.sample_weight, order, batch_size,
-            p.params, p.layers, acts, deltas, grads, Xb, Yb, swb, rows, part_sums,
-            float(alpha), p.loss_code, float(p.loss_scale), p.eps, fit_intercepts,
+            p.params, p.layers, acts, deltas, slopes, grads, Xb, Yb, swb, rows, part_sums,
+            float(alpha), p.loss_code, float(p.loss_scale), p.eps, p.huber_delta, fit_intercepts,
             np.asarray(hyper, dtype=np.float64), *solver_state(solver, state_a, state_b), t,
             thread, n_threads, team.sync,
         )
@@ -288,7 +327,7 @@ def test_naive_losses_match_sklearn(rng, loss, out_activation, weighted):
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted+alpha"])
-@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize("hidden", SKLEARN_HIDDEN)
 @pytest.mark.parametrize("loss, out_activation", CANONICAL_PAIRINGS, ids=CANONICAL_IDS)
 def test_naive_gradient_matches_sklearn_backprop(rng, loss, out_activation, hidden, weighted):
     p = Problem(rng, np.float64, hidden, loss, out_activation, weighted=weighted)
@@ -344,12 +383,21 @@ def test_naive_optimizers_match_sklearn(rng, dtype, solver):
 def test_add_bias_and_activate(rng, dtype, n_rows, name):
     Z = rng.normal(scale=2, size=(n_rows, 5)).astype(dtype)
     bias = rng.normal(size=5).astype(dtype)
-    want = naive.activate(name, Z + bias)
-    K.add_bias_and_activate(Z, bias, K.ACTIVATION_CODES[name])
+    Z_biased = Z + bias
+    want = naive.activate(name, Z_biased)
+    slopes = np.full_like(Z, np.nan)
+    K.add_bias_and_activate(Z, bias, K.ACTIVATION_CODES[name], slopes)
     assert Z.dtype == dtype
     assert_close(Z, want, dtype)
     if name == "softmax":
         assert_close(Z.sum(axis=1), np.ones(n_rows), dtype)
+    if name in SLOPED:  # the derivative kept for the backward pass
+        assert_close(slopes, naive.derivative(name, want, Z_biased), dtype)
+    else:
+        assert np.isnan(slopes).all()
+    without_slopes = Z_biased - bias  # the same pre-activations
+    K.add_bias_and_activate(without_slopes, bias, K.ACTIVATION_CODES[name])
+    assert_array_equal(without_slopes, Z)
 
 
 @numba.njit
@@ -432,13 +480,51 @@ def test_tanh_float64_limits_signs_and_values_not_finite():
 @one_or_all_rows
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_multiply_by_derivative(rng, dtype, n_rows, name):
-    A = naive.activate(name, rng.normal(scale=2, size=(n_rows, 5))).astype(dtype)
+    Z = rng.normal(scale=2, size=(n_rows, 5)).astype(dtype)
+    Z[0, :2] = [0, -0]  # relu and leaky_relu take their slope below 0 there, as PyTorch does
+    A = naive.activate(name, Z).astype(dtype)
     delta = rng.normal(size=(n_rows, 5)).astype(dtype)
-    want = naive.apply_derivative(name, A, delta)
+    want = naive.apply_derivative(name, A, delta, Z)
+    slopes = None
+    if name in SLOPED:  # kept by the forward pass
+        slopes = np.empty_like(Z)
+        K.add_bias_and_activate(Z.copy(), np.zeros(5, dtype=dtype), K.ACTIVATION_CODES[name], slopes)
     A_before = A.copy()
-    K.multiply_by_derivative(A, delta, K.ACTIVATION_CODES[name])
+    K.multiply_by_derivative(A, delta, K.ACTIVATION_CODES[name], slopes)
     assert_close(delta, want, dtype)
     assert_array_equal(A, A_before)
+
+
+@pytest.mark.parametrize("name", SLOPED)
+def test_derivatives_kept_by_the_forward_pass_are_required(name):
+    A = np.ones((1, 2))
+    with pytest.raises(ValueError, match="slopes kept by their forward pass"):
+        K.multiply_by_derivative(A, A.copy(), K.ACTIVATION_CODES[name])
+
+
+@dtypes
+def test_new_activations_by_hand(dtype):
+    """Values worked out by hand (or with Python's math module) at a few points, zero included."""
+    z = np.array([[-2.0, -0.0, 0.0, 0.5, 3.0]], dtype=dtype)
+    erf = np.vectorize(math.erf)
+    phi = 0.5 * (1 + erf(z.astype(np.float64) / math.sqrt(2)))
+    cases = {
+        "leaky_relu": ([-0.02, 0.0, 0.0, 0.5, 3.0], [0.01, 0.01, 0.01, 1.0, 1.0]),
+        "gelu": (z * phi, phi + z * np.exp(-z.astype(np.float64) ** 2 / 2) / math.sqrt(2 * math.pi)),
+        "silu": (z / (1 + np.exp(-z.astype(np.float64))), None),
+        "softplus": ([math.log1p(math.exp(-2)), math.log(2), math.log(2), math.log1p(math.exp(0.5)),
+                      3 + math.log1p(math.exp(-3))], 1 / (1 + np.exp(-z.astype(np.float64)))),
+    }
+    sigmoid = 1 / (1 + np.exp(-z.astype(np.float64)))
+    cases["silu"] = (cases["silu"][0], sigmoid * (1 + z * (1 - sigmoid)))
+    for name, (value, slope) in cases.items():
+        A = z.copy()
+        slopes = np.empty_like(z)
+        K.add_bias_and_activate(A, np.zeros(5, dtype=dtype), K.ACTIVATION_CODES[name], slopes)
+        assert_close(A, np.reshape(value, z.shape), dtype)
+        delta = np.ones_like(z)
+        K.multiply_by_derivative(A, delta, K.ACTIVATION_CODES[name], slopes if name in SLOPED else None)
+        assert_close(delta, np.reshape(slope, z.shape), dtype)
 
 
 # --------------------------------------------------------------------------
@@ -455,8 +541,8 @@ def test_weighted_loss_sum(rng, dtype, n_rows, weighted, loss, out_activation):
     rows = batch_rows(rng, n_rows)
     A = np.ascontiguousarray(p.naive_outputs()[-1][rows])
     Y, sw = np.ascontiguousarray(p.Y[rows]), np.ascontiguousarray(p.sample_weight[rows])
-    got = K.weighted_loss_sum(A, Y, sw, p.loss_code, p.eps)
-    want = naive.weighted_loss_sum(loss, A, Y, sw, p.eps)
+    got = K.weighted_loss_sum(A, Y, sw, p.loss_code, p.eps, HUBER_DELTA)
+    want = naive.weighted_loss_sum(loss, A, Y, sw, p.eps, HUBER_DELTA)
     assert want > 0
     assert_close(got, want, dtype)
 
@@ -469,7 +555,7 @@ def test_log_loss_clips_probabilities(dtype, loss):
     Y = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=dtype)
     sw = np.array([1.0, 2.0, 0.5], dtype=dtype)
     eps = float(np.finfo(dtype).eps)  # as the estimators pass it
-    got = K.weighted_loss_sum(A, Y, sw, K.LOSS_CODES[loss], eps)
+    got = K.weighted_loss_sum(A, Y, sw, K.LOSS_CODES[loss], eps, 1.0)
     want = naive.weighted_loss_sum(loss, A, Y, sw, eps)
     # worked by hand: row 0 pays -log(eps) (twice for binary log-loss),
     # row 1 pays -log(1 - eps) (twice), row 2 pays log 2 (twice)
@@ -490,8 +576,8 @@ def test_output_delta(rng, dtype, n_rows, weighted, loss, out_activation):
     A = np.ascontiguousarray(p.naive_outputs()[-1][rows])
     Y, sw = np.ascontiguousarray(p.Y[rows]), np.ascontiguousarray(p.sample_weight[rows])
     delta = np.full_like(A, np.nan)
-    K.output_delta(A, Y, sw, K.ACTIVATION_CODES[out_activation], p.loss_code, delta)
-    assert_close(delta, naive.output_delta(loss, out_activation, A, Y, sw), dtype)
+    K.output_delta(A, Y, sw, K.ACTIVATION_CODES[out_activation], p.loss_code, HUBER_DELTA, delta)
+    assert_close(delta, naive.output_delta(loss, out_activation, A, Y, sw, HUBER_DELTA), dtype)
 
 
 # --------------------------------------------------------------------------
@@ -504,8 +590,10 @@ def kernel_forward(p, rows, sparse, capacity):
     Xk, csr = kernel_input(p.X, sparse)
     Xb = Xk if sparse else np.ascontiguousarray(p.X[rows])
     acts = nan_buffer(capacity * p.units(), p.dtype)
-    output = K.forward(Xb, csr, rows, p.params, p.layers, acts, capacity)
-    return Xb, csr, acts, output
+    slopes = p.slopes(capacity)
+    hidden_code, out_code, _ = p.codes
+    output = K.forward(Xb, csr, rows, p.params, p.layers, acts, capacity, slopes, hidden_code, out_code)
+    return Xb, csr, acts, slopes, output
 
 
 @dtypes
@@ -517,7 +605,7 @@ def test_forward(rng, dtype, n_rows, sparse, out_activation, hidden):
     p = Problem(rng, dtype, hidden, "squared_error", out_activation)
     rows = batch_rows(rng, n_rows)
     capacity = N_SAMPLES + 2
-    _, _, acts, output = kernel_forward(p, rows, sparse, capacity)
+    _, _, acts, _, output = kernel_forward(p, rows, sparse, capacity)
     want = p.naive_outputs(X=p.X[rows])
     assert output.shape == (n_rows, p.sizes[-1])
     assert_close(output, want[-1], dtype)
@@ -535,15 +623,16 @@ def test_backward(rng, dtype, n_rows, sparse, out_activation, hidden):
     p = Problem(rng, dtype, hidden, "squared_error", out_activation)
     rows = batch_rows(rng, n_rows)
     capacity = N_SAMPLES + 2
-    Xb, csr, acts, _ = kernel_forward(p, rows, sparse, capacity)
+    Xb, csr, acts, slopes, _ = kernel_forward(p, rows, sparse, capacity)
     delta_out = rng.normal(size=(n_rows, p.sizes[-1])).astype(dtype)
     deltas = nan_buffer(capacity * p.units(), dtype)
     start = naive.block_offsets(p.sizes, capacity)[-1]
     deltas[start : start + delta_out.size] = delta_out.ravel()
     grads = nan_buffer(p.n_params, dtype)
-    K.backward(Xb, csr, rows, p.params, p.layers, acts, deltas, capacity, grads)
+    K.backward(Xb, csr, rows, p.params, p.layers, acts, deltas, capacity, grads, slopes, p.codes[0])
     X = p.X[rows]
-    dW, db = naive.backward(X, p.coefs, p.naive_outputs(X=X), p.activations, delta_out)
+    pre_activations, outputs = naive.forward_z(X, p.coefs, p.intercepts, p.activations)
+    dW, db = naive.backward(X, p.coefs, outputs, p.activations, delta_out, pre_activations)
     assert_close(grads, naive.pack(dW, db), dtype)
 
 
@@ -669,7 +758,7 @@ LG_IDS = ["cap11-plain", "cap4-weighted-alpha", "cap1-weighted-alpha-nointercept
 @pytest.mark.parametrize("hidden", HIDDEN)
 @pairings
 def test_loss_and_gradient(rng, dtype, sparse, capacity, weighted, alpha, fit_intercepts, hidden, loss, out_activation):
-    p = Problem(rng, dtype, hidden, loss, out_activation, weighted=weighted)
+    p = Problem(rng, dtype, hidden, loss, out_activation, weighted=weighted, run_time_codes=True)
     if weighted:
         p.sample_weight[1] = 0  # a zero weight is allowed
     params_before = p.params.copy()
@@ -710,7 +799,7 @@ def test_loss_scale_scales_only_the_data_term(rng, dtype):
 @pytest.mark.parametrize("capacity", [1, 4, N_SAMPLES + 3])
 @pairings
 def test_predict(rng, dtype, sparse, capacity, loss, out_activation):
-    p = Problem(rng, dtype, ["relu", "logistic"], loss, out_activation)
+    p = Problem(rng, dtype, ["relu", "logistic"], loss, out_activation, run_time_codes=True)
     out = kernel_predict(p, capacity, sparse)
     assert_close(out, p.naive_outputs()[-1], dtype)
 
@@ -784,7 +873,7 @@ def test_train_epoch(
     rng, dtype, sparse, batch_size, weighted, alpha, fit_intercepts, subset, solver, n_parts, threads,
     loss, out_activation,
 ):
-    p = Problem(rng, dtype, ["tanh", "relu"], loss, out_activation, weighted=weighted)
+    p = Problem(rng, dtype, ["tanh", "gelu"], loss, out_activation, weighted=weighted, run_time_codes=True)
     check_two_epochs(
         rng, p, batch_size, alpha, fit_intercepts, subset, solver, sparse=sparse, n_parts=n_parts, threads=threads
     )
@@ -798,8 +887,13 @@ def test_train_epoch(
     [
         (["tanh", "relu"], HIDDEN_SIZES, False, 0.0, True, False),
         (["logistic", "identity"], (9, 12), True, 0.3, False, True),
+        (["silu", "softplus"], HIDDEN_SIZES, True, 0.1, True, False),
+        (["leaky_relu", "gelu"], (9, 12), False, 0.0, True, True),
     ],
-    ids=["narrow-tanh-relu-plain", "wide-logistic-identity-weighted-alpha-nointercepts-subset"],
+    ids=[
+        "narrow-tanh-relu-plain", "wide-logistic-identity-weighted-alpha-nointercepts-subset",
+        "narrow-silu-softplus-weighted-alpha", "wide-leaky_relu-gelu-subset",
+    ],
 )
 @pytest.mark.parametrize("solver", list(SOLVERS))
 @pairings
@@ -807,7 +901,8 @@ def test_train_epoch_one_row(
     rng, dtype, hidden, hidden_sizes, weighted, alpha, fit_intercepts, subset, solver, loss, out_activation
 ):
     assert min(hidden_sizes) >= K.training.NARROW_LAYER or max(hidden_sizes) < K.training.NARROW_LAYER
-    p = Problem(rng, dtype, hidden, loss, out_activation, weighted=weighted, hidden_sizes=hidden_sizes)
+    p = Problem(rng, dtype, hidden, loss, out_activation, weighted=weighted, hidden_sizes=hidden_sizes,
+                run_time_codes=True)
     check_two_epochs(rng, p, 1, alpha, fit_intercepts, subset, solver, one_row=True)
 
 
@@ -829,6 +924,7 @@ def check_two_epochs(
         want_loss, want_t = naive.train_epoch(
             p.X, p.Y, p.sample_weight, order, batch_size, params, p.sizes, p.activations,
             alpha, p.loss, p.loss_scale, p.eps, fit_intercepts, kind, hyper, want_a, want_b, want_t,
+            p.huber_delta,
         )
         got_loss = kernel_train_epoch(
             p, order, batch_size, alpha, fit_intercepts, sparse, kind, hyper, state_a, state_b, t,
@@ -867,6 +963,118 @@ def test_train_epoch_loss_sum_adds_batch_objectives_times_lengths(rng, dtype):
 
 
 # --------------------------------------------------------------------------
+# Kernels compiled for a network's codes: the bits of the run-time kernels
+# --------------------------------------------------------------------------
+
+# Every hidden activation with scikit-learn's classifier output, every
+# (loss, output) pairing behind relu, and hidden layers that differ.
+CODED_CASES = (
+    [(hidden, "log_loss", "softmax") for hidden in HIDDEN]
+    + [("relu", loss, out_activation) for loss, out_activation in PAIRINGS]
+    + [(["gelu", "tanh"], "huber", "identity")]
+)
+CODED_IDS = [f"{hidden}-{loss}+{out}" for hidden, loss, out in CODED_CASES]
+
+
+def run_time_twin(p):
+    """``p`` with the same network and data, its kernels reading every code at run time."""
+    twin = copy.copy(p)
+    twin.run_time_codes = True
+    twin.params = p.params.copy()
+    return twin
+
+
+@sparse_or_dense
+@pytest.mark.parametrize("hidden, loss, out_activation", CODED_CASES, ids=CODED_IDS)
+def test_compiled_codes_give_the_bits_of_the_run_time_kernels(rng, sparse, hidden, loss, out_activation):
+    p = Problem(rng, np.float64, hidden, loss, out_activation, weighted=True)
+    assert p.codes[1:] == (K.ACTIVATION_CODES[out_activation], K.LOSS_CODES[loss])
+    twin = run_time_twin(p)
+    got = kernel_loss_and_gradient(p, 4, 0.1, True, sparse)
+    want = kernel_loss_and_gradient(twin, 4, 0.1, True, sparse)
+    assert_array_equal(got[0], want[0])
+    assert_array_equal(got[1], want[1])
+    assert_array_equal(kernel_predict(p, 4, sparse), kernel_predict(twin, 4, sparse))
+    if out_activation == "softmax":
+        for got, want in zip(kernel_predict(p, 4, sparse, labels=True), kernel_predict(twin, 4, sparse, labels=True)):
+            assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("one_row", [False, True], ids=["batches", "one-row"])
+@pytest.mark.parametrize(
+    "hidden, loss, out_activation",
+    [("relu", "log_loss", "softmax"), ("gelu", "huber", "identity"), (["silu", "tanh"], "absolute_error", "identity")],
+    ids=["relu-log_loss+softmax", "gelu-huber+identity", "silu,tanh-absolute_error+identity"],
+)
+def test_compiled_codes_give_the_bits_of_the_run_time_epochs(rng, one_row, hidden, loss, out_activation):
+    p = Problem(rng, np.float64, hidden, loss, out_activation, weighted=True)
+    twin = run_time_twin(p)
+    initial = p.params.copy()
+    kind, hyper = SOLVERS["adam" if one_row else "nesterov"]
+    states = []
+    for problem in (p, twin):
+        state_a, state_b, t = np.zeros_like(p.params), np.zeros_like(p.params), np.zeros(1, dtype=np.int64)
+        order = np.random.RandomState(1).permutation(N_SAMPLES).astype(np.int64)
+        batch_size = 1 if one_row else 5
+        loss_sum = kernel_train_epoch(
+            problem, order, batch_size, 0.1, True, False, kind, hyper, state_a, state_b, t,
+            one_row=one_row, n_parts=1 if one_row else 2,
+        )
+        states.append((loss_sum, problem.params, state_a, state_b, t))
+    for got, want in zip(*states):
+        assert_array_equal(got, want)
+    assert np.abs(p.params - initial).max() > 1e-3  # training did move
+
+
+# --------------------------------------------------------------------------
+# Losses of fastbp's own: worked by hand
+# --------------------------------------------------------------------------
+
+
+@dtypes
+def test_absolute_error_by_hand(dtype):
+    """Mean over outputs of |a - y|; the error sign(a - y) s / n_outputs, 0 where a == y."""
+    A = np.array([[1.0, 2.0], [0.5, -1.0]], dtype=dtype)
+    Y = np.array([[0.0, 2.0], [1.5, -3.0]], dtype=dtype)
+    sw = np.array([2.0, 0.5], dtype=dtype)
+    code = K.LOSS_CODES["absolute_error"]
+    assert K.weighted_loss_sum(A, Y, sw, code, 0.0, 1.0) == 2.0 * (1 + 0) / 2 + 0.5 * (1 + 2) / 2
+    delta = np.full_like(A, np.nan)
+    K.output_delta(A, Y, sw, K.ACTIVATION_CODES["identity"], code, 1.0, delta)
+    assert_array_equal(delta, np.array([[1.0, 0.0], [-0.25, 0.25]], dtype=dtype))
+
+
+@dtypes
+def test_huber_by_hand(dtype):
+    """r^2 / 2 below delta, delta (|r| - delta / 2) from it on; the error is r clipped to +-delta."""
+    delta_ = 1.5
+    A = np.array([[0.0, 0.0, 0.0, 0.0]], dtype=dtype)
+    Y = np.array([[1.0, -1.5, 3.0, -4.5]], dtype=dtype)  # residuals -1, 1.5 (= delta), -3, 4.5
+    sw = np.array([2.0], dtype=dtype)
+    code = K.LOSS_CODES["huber"]
+    per_element = [0.5, 1.5 * (1.5 - 0.75), 1.5 * (3 - 0.75), 1.5 * (4.5 - 0.75)]
+    assert_close(K.weighted_loss_sum(A, Y, sw, code, 0.0, delta_), 2.0 * sum(per_element) / 4, dtype)
+    delta = np.full_like(A, np.nan)
+    K.output_delta(A, Y, sw, K.ACTIVATION_CODES["identity"], code, delta_, delta)
+    assert_array_equal(delta, np.array([[-1.0, 1.5, -1.5, 1.5]], dtype=dtype) * dtype(2.0 / 4))
+
+
+@dtypes
+def test_huber_with_a_delta_beyond_every_residual_is_squared_error_for_one_output(rng, dtype):
+    """Exactly: the same loss sum and output error, bit for bit."""
+    A = rng.normal(size=(9, 1)).astype(dtype)
+    Y = rng.normal(size=(9, 1)).astype(dtype)
+    sw = rng.uniform(0.5, 2, size=9).astype(dtype)
+    huber, squared = K.LOSS_CODES["huber"], K.LOSS_CODES["squared_error"]
+    identity = K.ACTIVATION_CODES["identity"]
+    assert K.weighted_loss_sum(A, Y, sw, huber, 0.0, 1e300) == K.weighted_loss_sum(A, Y, sw, squared, 0.0, 1.0)
+    delta_huber, delta_squared = np.empty_like(A), np.empty_like(A)
+    K.output_delta(A, Y, sw, identity, huber, 1e300, delta_huber)
+    K.output_delta(A, Y, sw, identity, squared, 1.0, delta_squared)
+    assert_array_equal(delta_huber, delta_squared)
+
+
+# --------------------------------------------------------------------------
 # Non-finite values propagate; kernels never raise
 # --------------------------------------------------------------------------
 
@@ -890,10 +1098,15 @@ def test_activations_propagate_non_finite(dtype, name):
 @dtypes
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_derivatives_propagate_non_finite(dtype, name):
-    A = naive.activate(name, np.array([[np.nan, 0.5, -1.0, 2.0]])).astype(dtype)
+    Z = np.array([[np.nan, 0.5, -1.0, 2.0]], dtype=dtype)
+    A = naive.activate(name, Z).astype(dtype)
     delta = np.array([[1.0, np.nan, np.inf, 0.5]], dtype=dtype)
-    want = naive.apply_derivative(name, A, delta)
-    K.multiply_by_derivative(A, delta, K.ACTIVATION_CODES[name])
+    want = naive.apply_derivative(name, A, delta, Z)
+    slopes = None
+    if name in SLOPED:
+        slopes = np.empty_like(Z)
+        K.add_bias_and_activate(Z.copy(), np.zeros(4, dtype=dtype), K.ACTIVATION_CODES[name], slopes)
+    K.multiply_by_derivative(A, delta, K.ACTIVATION_CODES[name], slopes)
     assert_close(delta, want, dtype)
     assert np.isnan(delta[0, 1])
 
@@ -905,10 +1118,10 @@ def test_losses_propagate_nan(dtype, loss, out_activation):
     Y = np.array([[0.0, 1.0], [1.0, 0.0]], dtype=dtype)
     sw = np.ones(2, dtype=dtype)
     code = K.LOSS_CODES[loss]
-    assert np.isnan(K.weighted_loss_sum(A, Y, sw, code, np.finfo(dtype).eps))
-    assert np.isnan(naive.weighted_loss_sum(loss, A, Y, sw, np.finfo(dtype).eps))
+    assert np.isnan(K.weighted_loss_sum(A, Y, sw, code, np.finfo(dtype).eps, HUBER_DELTA))
+    assert np.isnan(naive.weighted_loss_sum(loss, A, Y, sw, np.finfo(dtype).eps, HUBER_DELTA))
     delta = np.zeros_like(A)
-    K.output_delta(A, Y, sw, K.ACTIVATION_CODES[out_activation], code, delta)
+    K.output_delta(A, Y, sw, K.ACTIVATION_CODES[out_activation], code, HUBER_DELTA, delta)
     assert np.isnan(delta[0, 1]) and np.isfinite(delta[1]).all()
 
 
@@ -920,7 +1133,7 @@ def test_losses_propagate_nan(dtype, loss, out_activation):
     "loss, out_activation", [PAIRINGS[0], PAIRINGS[2]], ids=[PAIR_IDS[0], PAIR_IDS[2]]
 )
 def test_non_finite_input_propagates(rng, dtype, sparse, bad, hidden, loss, out_activation):
-    p = Problem(rng, dtype, hidden, loss, out_activation)
+    p = Problem(rng, dtype, hidden, loss, out_activation, run_time_codes=True)
     X = p.X.copy()
     X[2, 1] = bad
     out = kernel_predict(p, 4, sparse, X=X)

@@ -351,14 +351,18 @@ def test_a_failing_thread_of_an_epoch_raises_and_the_others_stop(thread_counts, 
     train_epoch = kernels.train_epoch
     calls = []
 
-    def failing(*args):
-        thread = args[-3]
-        calls.append(thread)
-        if thread == failing_thread:
-            raise RuntimeError(f"thread {failing_thread} failed")
-        return train_epoch(*args)
+    class Failing:
+        def __getitem__(self, codes):
+            def failing(*args):
+                thread = args[-3]
+                calls.append(thread)
+                if thread == failing_thread:
+                    raise RuntimeError(f"thread {failing_thread} failed")
+                return train_epoch[codes](*args)
 
-    monkeypatch.setattr(kernels, "train_epoch", failing)
+            return failing
+
+    monkeypatch.setattr(kernels, "train_epoch", Failing())
     model = MLPClassifier(hidden_layer_sizes=(64, 32), batch_size=128, max_iter=3, random_state=0)
     outcome = []
 

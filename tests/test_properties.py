@@ -27,6 +27,7 @@ from fastbp import MLPClassifier, MLPRegressor
 from fastbp import kernels as K
 from test_kernels import (
     HIDDEN,
+    HUBER_DELTA,
     PAIRINGS,
     RTOL,
     SOLVERS,
@@ -71,8 +72,10 @@ class DrawnProblem(Problem):
         self.n_params = naive.n_params(self.sizes)
         self.loss = loss
         self.loss_code = K.LOSS_CODES[loss]
+        self.run_time_codes = True  # one compiled kernel serves every drawn network
         self.loss_scale = 1.0 / n_out if loss == "squared_error" else 1.0
         self.eps = float(np.finfo(dtype).eps)  # as the estimators pass it
+        self.huber_delta = HUBER_DELTA
         X = rng.normal(size=(n_samples, n_features))
         X[rng.uniform(size=X.shape) < 0.3] = 0.0  # empty CSR rows and columns happen
         self.X = np.ascontiguousarray(X, dtype=dtype)
@@ -138,7 +141,7 @@ def test_forward_and_predict_match_reference(p, sparse, data):
         data.draw(st.permutations(range(n)).map(lambda r: r[: max(1, len(r) // 2)])), dtype=np.int64
     )
     capacity = len(rows) + data.draw(st.integers(0, 3))
-    _, _, acts, output = kernel_forward(p, rows, sparse, capacity)
+    _, _, acts, _, output = kernel_forward(p, rows, sparse, capacity)
     want = p.naive_outputs(X=p.X[rows])
     assert output.shape == (len(rows), p.sizes[-1])
     assert_close(output, want[-1], p.dtype)
@@ -209,6 +212,7 @@ def test_train_epoch_matches_reference(p, sparse, solver, alpha, fit_intercepts,
         want_loss, want_t = naive.train_epoch(
             p.X, p.Y, p.sample_weight, order, batch_size, params, p.sizes, p.activations,
             alpha, p.loss, p.loss_scale, p.eps, fit_intercepts, kind, hyper, want_a, want_b, want_t,
+            p.huber_delta,
         )
         # a step size that makes this network explode (exp outputs, momentum) turns
         # last-bit differences into any difference at all: only tame runs compare
