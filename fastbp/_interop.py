@@ -36,6 +36,37 @@ _FROM_SKLEARN = {sk_cls: cls for cls, sk_cls in _TO_SKLEARN.items()}
 _SPECIAL = frozenset({"coefs_", "intercepts_"})
 # Private attributes both implementations read after fitting.
 _SHARED_PRIVATE = ("_label_binarizer", "_no_improvement_count")
+# What scikit-learn's MLPs can represent.
+_SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
+_SKLEARN_LOSSES = ("squared_error", "poisson", "log_loss")
+
+
+def _sklearn_params(params, sk_cls):
+    """``params`` as scikit-learn's ``sk_cls`` takes them: a tuple of one activation becomes its name.
+
+    Raises ValueError for an activation or loss scikit-learn does not have.
+    """
+    activation = params.get("activation")
+    if isinstance(activation, tuple):
+        names = set(activation)
+        if len(names) > 1:
+            raise ValueError(
+                f"scikit-learn's {sk_cls.__name__} has one activation for every hidden layer; "
+                f"this model has activation={activation!r}, which it cannot represent."
+            )
+        # no hidden layer: the activation is unused, scikit-learn's default stands in
+        activation = names.pop() if names else "relu"
+    if activation not in _SKLEARN_ACTIVATIONS:
+        raise ValueError(
+            f"scikit-learn's {sk_cls.__name__} has no activation {activation!r} (it has "
+            f"{', '.join(repr(a) for a in _SKLEARN_ACTIVATIONS)}): this model cannot be converted."
+        )
+    if params.get("loss", "log_loss") not in _SKLEARN_LOSSES:
+        raise ValueError(
+            f"scikit-learn's {sk_cls.__name__} has no loss {params['loss']!r}: this model cannot "
+            "be converted."
+        )
+    return dict(params, activation=activation)
 
 
 def _params_for(source, target_cls):
@@ -109,6 +140,12 @@ def to_sklearn(model):
     ------
     TypeError
         If ``model`` is not a fastbp ``MLPClassifier`` or ``MLPRegressor``.
+    ValueError
+        If ``model`` uses what scikit-learn's MLPs do not have: an
+        activation other than 'identity', 'logistic', 'tanh' and 'relu',
+        different activations per hidden layer (a tuple of one name, or of
+        the same name repeated, converts to that name), or the loss
+        'absolute_error' or 'huber'.
 
     Warns
     -----
@@ -140,6 +177,7 @@ def to_sklearn(model):
             f"{type(model).__module__}.{type(model).__qualname__}."
         )
     params, dropped = _params_for(model, sk_cls)
+    params = _sklearn_params(params, sk_cls)
     if dropped:
         warnings.warn(
             f"scikit-learn's {sk_cls.__name__} has no parameter(s) {dropped}: the converted "

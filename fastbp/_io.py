@@ -251,8 +251,8 @@ class _NetworkCodec:
 
     name, cls = "fastbp.Network", Network
     _DERIVED = frozenset(
-        {"layer_units", "activations", "loss", "bias", "dtype", "layers", "n_params", "coefs",
-         "intercepts", "_views", "version"}
+        {"layer_units", "activations", "loss", "huber_delta", "bias", "dtype", "layers", "n_params",
+         "kernel_codes", "slope_units", "coefs", "intercepts", "_views", "version"}
     )
 
     def dump(self, obj):
@@ -264,15 +264,18 @@ class _NetworkCodec:
             "bias": obj.bias,
             "dtype": obj.dtype.name,
         }
+        if obj.loss == "huber":  # the files of other networks stay those of earlier versions
+            params["huber_delta"] = obj.huber_delta
         attributes = {k: v for k, v in obj.__dict__.items() if k not in self._DERIVED}
         return params, attributes
 
     def load(self, params, attributes):
         expected = {"layer_units", "activation", "out_activation", "loss", "bias", "dtype"}
-        if set(params) != expected or set(attributes) & self._DERIVED:
+        if set(params) - {"huber_delta"} != expected or set(attributes) & self._DERIVED:
             raise ValueError(
-                f"a Network needs the params {sorted(expected)} and no attribute among "
-                f"{sorted(self._DERIVED)}, got {sorted(params)} and {sorted(attributes)}"
+                f"a Network needs the params {sorted(expected)} (and huber_delta for the huber loss) "
+                f"and no attribute among {sorted(self._DERIVED)}, got {sorted(params)} and "
+                f"{sorted(attributes)}"
             )
         dtype = params["dtype"]
         if dtype not in ("float32", "float64"):
@@ -284,6 +287,7 @@ class _NetworkCodec:
             loss=params["loss"],
             bias=params["bias"],
             dtype=np.dtype(dtype),
+            huber_delta=params.get("huber_delta", 1.0),
         )
         attributes = dict(attributes)
         flat = attributes.pop("params", None)

@@ -162,6 +162,36 @@ def test_to_sklearn_warns_about_parameters_scikit_learn_lacks():
         to_sklearn(MLPClassifier(class_weight=None))
 
 
+@pytest.mark.parametrize("activation", [("tanh",), ("logistic", "logistic")], ids=["one-name", "same-names"])
+def test_to_sklearn_turns_a_tuple_of_one_activation_into_its_name(activation):
+    hidden = (5,) if len(activation) == 1 else (5, 3)
+    model, X, y = make_model("fastbp", "multiclass", hidden_layer_sizes=hidden, activation=activation)
+    sk_model = to_sklearn(model)
+    assert sk_model.activation == activation[0]
+    assert_same_predictions(model, sk_model, X, "multiclass")
+
+
+@pytest.mark.parametrize(
+    "cls, params, message",
+    [
+        (MLPClassifier, {"activation": "gelu"}, "no activation 'gelu'"),
+        (MLPRegressor, {"activation": ("silu", "silu")}, "no activation 'silu'"),
+        (MLPClassifier, {"activation": ("relu", "tanh")}, "one activation for every hidden layer"),
+        (MLPRegressor, {"loss": "huber", "huber_delta": 2.0}, "no loss 'huber'"),
+        (MLPRegressor, {"loss": "absolute_error"}, "no loss 'absolute_error'"),
+    ],
+    ids=["gelu", "silu-tuple", "per-layer", "huber", "absolute_error"],
+)
+@pytest.mark.parametrize("fitted", [False, True], ids=["unfitted", "fitted"])
+def test_to_sklearn_refuses_what_scikit_learn_cannot_represent(cls, params, message, fitted):
+    model = cls(hidden_layer_sizes=(4, 3), max_iter=2, random_state=0, **params)
+    if fitted:
+        X, y = make_data("multiclass" if cls is MLPClassifier else "single")
+        model.fit(X, y)
+    with pytest.raises(ValueError, match=message):
+        to_sklearn(model)
+
+
 # ---------------------------------------------------------------------------
 # from_sklearn
 # ---------------------------------------------------------------------------

@@ -241,6 +241,44 @@ def test_round_trip_network(layer_units, activation, out_activation, loss, bias,
         assert not loaded.intercepts[0].any()
 
 
+@pytest.mark.parametrize("task, params", [
+    ("multioutput", {"loss": "huber", "huber_delta": 0.3, "activation": ("gelu", "silu")}),
+    ("single", {"loss": "absolute_error", "activation": "leaky_relu", "solver": "sgd"}),
+    ("multiclass", {"activation": ("softplus", "tanh"), "solver": "lbfgs"}),
+], ids=["huber-gelu-silu", "absolute_error-leaky_relu", "classifier-softplus-tanh"])
+def test_round_trip_of_new_activations_and_losses_is_exact(task, params, tmp_path):
+    cls = MLPClassifier if task in CLASSIFICATION else MLPRegressor
+    X, y = make_data(task)
+    model = cls(**{"hidden_layer_sizes": (5, 3), "max_iter": 6, "random_state": 0, **params}).fit(X, y)
+    loaded = round_trip(model, tmp_path)
+    assert_same_estimator(model, loaded)
+    assert loaded.get_params() == model.get_params()
+    assert_array_equal(loaded.predict(X), model.predict(X))
+    if params.get("solver", "adam") != "lbfgs":  # training goes on exactly
+        assert_array_equal(loaded.partial_fit(X, y).predict(X), model.partial_fit(X, y).predict(X))
+
+
+def test_round_trip_network_with_new_activations_and_huber(tmp_path):
+    net = Network((3, 4, 5, 2), activation=["gelu", "leaky_relu"], loss="huber", huber_delta=0.25).init_weights(0)
+    loaded = round_trip(net, tmp_path)
+    assert_same(net, loaded)
+    assert (loaded.huber_delta, loaded.kernel_codes) == (0.25, net.kernel_codes)
+    X = np.random.RandomState(1).normal(size=(5, 3))
+    assert_array_equal(loaded.predict(X), net.predict(X))
+    Y = np.random.RandomState(2).normal(size=(5, 2))
+    assert loaded.loss_and_gradient(X, Y)[0] == net.loss_and_gradient(X, Y)[0]
+
+
+def test_a_network_file_names_huber_delta_only_for_the_huber_loss(tmp_path):
+    """The files of other networks are those earlier versions wrote, and they load."""
+    for loss, expected in [("squared_error", None), ("huber", 0.5)]:
+        path = tmp_path / f"{loss}.fbp"
+        save(Network((2, 3, 1), loss=loss, huber_delta=0.5), path)
+        header = json.loads(zipfile.ZipFile(path).read("header.json"))
+        assert header["params"].get("huber_delta") == expected
+        assert load(path).huber_delta == (0.5 if loss == "huber" else 1.0)
+
+
 def test_network_extra_attributes_round_trip(tmp_path):
     net = Network((2, 3, 1)).init_weights(0)
     net.note = {"epochs": 3, "losses": [0.5, np.float32(0.25)]}
