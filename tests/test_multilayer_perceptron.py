@@ -535,3 +535,124 @@ def test_multilabel_partial_fit_with_class_weights_per_label(rng):
     assert _same_weights(stepped, fitted)
     plain = MLPClassifier((5,), random_state=np.random.RandomState(1)).partial_fit(X, Y, classes=np.arange(4))
     assert not _same_weights(stepped, plain)
+
+
+# ---------------------------------------------------------------------------
+# activation: fastbp's own, and one per hidden layer
+# ---------------------------------------------------------------------------
+
+SOLVERS = ["sgd", "adam", "lbfgs"]
+
+
+@pytest.fixture
+def regression(rng):
+    X = rng.normal(size=(40, 3))
+    return X, X @ [1.0, -2.0, 0.5] + 0.3 * np.abs(X[:, 0]) + 0.1 * rng.normal(size=40)
+
+
+def assert_same_fit(a, b, X):
+    assert a.loss_ == b.loss_ and a.n_iter_ == b.n_iter_
+    for x, y in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        assert_array_equal(x, y)
+    assert_array_equal(a.predict(X), b.predict(X))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+@pytest.mark.parametrize("name", ["logistic", "relu", "gelu"])
+def test_a_tuple_of_one_activation_per_layer_is_that_activation_bit_for_bit(name, cls, solver, three_classes):
+    X, y = three_classes
+    y = y if cls is MLPClassifier else y.astype(float)
+    params = dict(solver=solver, max_iter=12, random_state=0)
+    plain = cls(hidden_layer_sizes=(4,), activation=name, **params).fit(X, y)
+    assert_same_fit(cls(hidden_layer_sizes=(4,), activation=(name,), **params).fit(X, y), plain, X)
+    plain = cls(hidden_layer_sizes=(4, 3), activation=name, **params).fit(X, y)
+    assert_same_fit(cls(hidden_layer_sizes=(4, 3), activation=(name, name), **params).fit(X, y), plain, X)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_activations_per_layer_give_each_layer_its_own(solver, three_classes):
+    X, y = three_classes
+    params = dict(hidden_layer_sizes=(5, 4, 3), solver=solver, max_iter=30, random_state=0)
+    model = MLPClassifier(activation=("gelu", "leaky_relu", "softplus"), **params).fit(X, y)
+    assert model._network.activations == ("gelu", "leaky_relu", "softplus", "softmax")
+    assert model.predict_proba(X).shape == (30, 3)
+    swapped = MLPClassifier(activation=("softplus", "leaky_relu", "gelu"), **params).fit(X, y)
+    assert not np.allclose(swapped.predict_proba(X), model.predict_proba(X))
+    model.partial_fit(X, y) if solver != "lbfgs" else model.set_params(warm_start=True).fit(X, y)
+    assert model._network.activations[:3] == ("gelu", "leaky_relu", "softplus")
+
+
+@pytest.mark.parametrize(
+    "hidden, activation, error, message",
+    [
+        ((4, 3), ("relu",), "InvalidParameterError", r"names 1 activation\(s\).*2 hidden layer\(s\)"),
+        ((4,), ("relu", "tanh"), "InvalidParameterError", r"names 2 activation\(s\).*1 hidden layer\(s\)"),
+        (5, ("relu", "tanh"), "InvalidParameterError", r"1 hidden layer\(s\)"),
+        ((4, 3), ("relu", "swish"), "InvalidParameterError", "got 'swish' in"),
+        ((4, 3), ("relu", 3), "InvalidParameterError", "got 3 in"),
+        ((4, 3), ["relu", "tanh"], "InvalidParameterError", "'activation' parameter .* must be a str among"),
+        ((4,), "swish", "InvalidParameterError", "'activation' parameter .* must be a str among"),
+    ],
+    ids=["too-few", "too-many", "int-sizes", "unknown-name", "not-a-name", "list", "unknown"],
+)
+def test_bad_activations_are_refused_by_name_and_leave_a_fitted_model_as_it_was(
+    hidden, activation, error, message, three_classes
+):
+    X, y = three_classes
+    model = MLPClassifier(hidden, max_iter=3, random_state=0).fit(X, y)
+    weights = [w.copy() for w in model.coefs_]
+    with pytest.raises(ValueError, match=message) as raised:
+        model.set_params(activation=activation, warm_start=False).fit(X, y)
+    assert type(raised.value).__name__ == error
+    assert all(np.array_equal(a, b) for a, b in zip(model.coefs_, weights))
+    with pytest.raises(ValueError, match=message):
+        MLPClassifier(hidden, activation=activation).partial_fit(X, y, classes=[0, 1, 2])
+
+
+# ---------------------------------------------------------------------------
+# loss: absolute_error and huber
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("loss", ["absolute_error", "huber"])
+def test_regression_losses_train_with_every_solver(loss, solver, regression):
+    X, y = regression
+    model = MLPRegressor(hidden_layer_sizes=(8,), loss=loss, huber_delta=0.5, solver=solver, learning_rate_init=0.01,
+                         max_iter=200, random_state=0).fit(X, y)
+    assert model.out_activation_ == "identity"
+    assert model._network.loss == loss
+    assert model.score(X, y) > 0.9  # R2
+    predicted = model.predict(X)
+    residuals = np.abs(predicted - y)
+    if loss == "absolute_error":
+        assert model.loss_ == pytest.approx(residuals.mean() + 0.5 * model.alpha * sum(
+            (c**2).sum() for c in model.coefs_) / len(y), rel=1e-6 if solver == "lbfgs" else 0.2)
+
+
+def test_huber_delta_is_used_and_checked(regression):
+    X, y = regression
+    params = dict(hidden_layer_sizes=(6,), loss="huber", solver="lbfgs", max_iter=30, random_state=0)
+    small, large = MLPRegressor(huber_delta=0.05, **params).fit(X, y), MLPRegressor(huber_delta=5.0, **params).fit(X, y)
+    assert not np.array_equal(small.coefs_[0], large.coefs_[0])
+    assert small._network.huber_delta == 0.05
+    for bad in (0, -1.0, "1"):
+        with pytest.raises(ValueError, match="'huber_delta' parameter of MLPRegressor must be"):
+            MLPRegressor(huber_delta=bad).fit(X, y)
+    # another loss ignores it
+    params = dict(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=30, random_state=0)
+    assert_same_fit(MLPRegressor(**params).fit(X, y), MLPRegressor(huber_delta=7.0, **params).fit(X, y), X)
+
+
+def test_changing_huber_delta_after_a_fit_changes_the_next_one(regression):
+    X, y = regression
+    model = MLPRegressor(hidden_layer_sizes=(6,), loss="huber", huber_delta=0.1, solver="sgd", max_iter=2, random_state=0).fit(X, y)
+    model.set_params(huber_delta=3.0, warm_start=True).fit(X, y)
+    assert model._network.huber_delta == 3.0
+
+
+def test_the_classifier_has_no_huber_delta():
+    assert "huber_delta" not in MLPClassifier().get_params()
+    with pytest.raises(TypeError, match="huber_delta"):
+        MLPClassifier(huber_delta=1.0)
