@@ -1205,7 +1205,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     activation : {'identity', 'logistic', 'tanh', 'relu', 'leaky_relu', 'gelu', 'silu', \
 'softplus'} or tuple of str, default='relu'
         Activation function for the hidden layers: one name for all, or a
-        tuple with one name per hidden layer, e.g. ``('gelu', 'tanh')``.
+        tuple with one name per hidden layer such as ``('gelu', 'tanh')``.
         scikit-learn's four, and (fastbp additions) 'leaky_relu' (``z`` if
         ``z > 0`` else ``0.01 z``), 'gelu' (``z Phi(z)``, the exact form with
         the normal CDF ``Phi``), 'silu' (``z / (1 + exp(-z))``) and 'softplus'
@@ -1712,7 +1712,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     activation : {'identity', 'logistic', 'tanh', 'relu', 'leaky_relu', 'gelu', 'silu', \
 'softplus'} or tuple of str, default='relu'
         Activation function for the hidden layers: one name for all, or a
-        tuple with one name per hidden layer, e.g. ``('gelu', 'tanh')``.
+        tuple with one name per hidden layer such as ``('gelu', 'tanh')``.
         scikit-learn's four, and (fastbp additions) 'leaky_relu' (``z`` if
         ``z > 0`` else ``0.01 z``), 'gelu' (``z Phi(z)``, the exact form with
         the normal CDF ``Phi``), 'silu' (``z / (1 + exp(-z))``) and 'softplus'
