@@ -403,8 +403,10 @@ class EpochTrainer:
 
     Each mini-batch is cut into ``_parallel.part_count`` parts of its rows,
     shared by the threads of an ``_parallel.EpochTeam``; mini-batches of one
-    dense row take ``kernels.train_epoch_one_row``. Use it as a context
-    manager around the fit's epochs.
+    dense row take ``kernels.train_epoch_one_row`` (but with dropout). Use
+    it as a context manager around the fit's epochs. The options (cosine
+    schedule, clipping, dropout) are compile-time choices of the kernels: a
+    fit without them compiles none of their code.
 
     Parameters
     ----------
@@ -426,11 +428,20 @@ class EpochTrainer:
         L2 strength.
     loss_scale : float, default=1.0
         Factor on the reported data loss.
+    cosine_steps : int, default=None
+        Steps T of the cosine schedule (``kernels.train_epoch``); None for
+        the optimizer's own learning rate.
+    max_grad_norm : float, default=None
+        Clip each mini-batch's gradient to this L2 norm; None for no clipping.
+    dropout : sequence of float, default=None
+        Dropout rate of each hidden layer, in [0, 1); None for no dropout.
+    dropout_seed : int, default=0
+        Seed of the dropout masks, in [0, 2**63).
     """
 
     def __init__(self, network, params, X_input, Y, sample_weight, batch_size, optimizer, alpha,
-                 loss_scale=1.0):
-        self.one_row = batch_size == 1 and not X_input.sparse
+                 loss_scale=1.0, *, cosine_steps=None, max_grad_norm=None, dropout=None, dropout_seed=0):
+        self.one_row = batch_size == 1 and not X_input.sparse and dropout is None
         self.params = params
         self.optimizer = optimizer
         n_parts = 1 if self.one_row else _parallel.part_count(
@@ -449,21 +460,34 @@ class EpochTrainer:
         self.order = np.empty(0, dtype=np.int64)
         self.hyper = np.empty(kernels.N_HYPER)
         state = (*optimizer.kernel_state(), optimizer.step_counter)
+        options = (
+            None if cosine_steps is None else int(cosine_steps),
+            None if max_grad_norm is None else float(max_grad_norm),
+        )
+        self._seed_epoch = None
         if self.one_row:
             n_units = sum(units[1:])
             self._arrays = (
                 X_input.dense, Y, sample_weight, None, params, network.layers,
-                acts[0, :n_units], deltas[0, :n_units], *common, self.hyper, *state,
+                acts[0, :n_units], deltas[0, :n_units], *common, self.hyper, *state, *options,
             )
         else:
+            if dropout is not None:
+                self._seed_epoch = np.array([dropout_seed, 0], dtype=np.uint64)
+                dropout = (
+                    aligned_empty(acts.shape, dtype), aligned_empty(acts.shape, dtype), self._seed_epoch,
+                    np.array([dropout_threshold(rate) for rate in dropout], dtype=np.uint64),
+                    np.array([1.0 / (1.0 - rate) for rate in dropout], dtype=dtype),
+                )
             # sparse mini-batches are read straight from the CSR arrays
             Xb = aligned_empty((n_parts, 0 if X_input.sparse else capacity, units[0]), dtype)
             self._arrays = (
                 *X_input.arrays, Y, sample_weight, None, batch_size, params, network.layers,
                 acts, deltas, aligned_empty((n_parts, network.n_params), dtype), Xb,
                 aligned_empty((n_parts, capacity, units[-1]), dtype), aligned_empty((n_parts, capacity), dtype),
-                np.empty((n_parts, capacity), dtype=np.int64), np.empty((n_parts, 3)),
-                *common, self.hyper, *state,
+                np.empty((n_parts, capacity), dtype=np.int64),
+                np.empty((n_parts, 3 if max_grad_norm is None else 4)),
+                *common, self.hyper, *state, *options, dropout,
             )
         self._held = None
         self._team = None
@@ -482,8 +506,12 @@ class EpochTrainer:
         finally:
             held.__exit__(exc_type, exc_value, traceback)
 
-    def run(self, order):
-        """Train one epoch over the rows ``order`` (int64); return the sum over batches of loss times rows."""
+    def run(self, order, epoch=0):
+        """Train one epoch over the rows ``order`` (int64); return the sum over batches of loss times rows.
+
+        ``epoch`` numbers the epoch for the dropout masks: any integer in
+        [0, 2**64) that differs between the epochs of a fit.
+        """
         if self.order.shape != order.shape:
             # the team's workers keep the arrays of the first epoch: the order is rewritten in place
             if self._team.started:
@@ -491,12 +519,19 @@ class EpochTrainer:
             self.order = np.empty_like(order)
         self.order[:] = order
         self.hyper[:] = self.optimizer.hyper()
+        if self._seed_epoch is not None:
+            self._seed_epoch[1] = epoch
         if self.one_row:
             arrays = self._arrays[:3] + (self.order,) + self._arrays[4:]
             return kernels.train_epoch_one_row(*arrays)
         arrays = self._arrays[:4] + (self.order,) + self._arrays[5:]
 
-        def epoch(thread, n_threads):
+        def epoch_call(thread, n_threads):
             return kernels.train_epoch(*arrays, thread, n_threads, self._team.sync)
 
-        return self._team.run(epoch)
+        return self._team.run(epoch_call)
+
+
+def dropout_threshold(rate):
+    """``floor(rate * 2**64)``: a unit is dropped when its 64-bit hash is below it (``kernels.dropout``)."""
+    return min(int(rate * 2.0**64), 2**64 - 1)

@@ -434,7 +434,7 @@ class Network:
         zs = np.empty_like(work.acts)
         rows = np.arange(n_rows, dtype=np.int64)
         kernels.forward_recording(
-            *X_input.arrays, rows, self.params, self.layers, work.acts, work.capacity, zs,
+            *X_input.arrays, rows, self.params, self.layers, work.acts, work.capacity, zs, None,
         )
         inputs = X if X_input.sparse else X_input.dense
         return self._split_rows(zs, n_rows), [inputs] + self._split_rows(work.acts, n_rows)
@@ -477,7 +477,7 @@ class Network:
         loss = kernels.batch_loss_and_gradient_recording(
             *X_input.arrays, rows, Y, sample_weight, self.params, self.layers, work.acts, work.deltas,
             work.capacity, work.grads, 0.0 + alpha, self.loss_code, 1.0, float(np.finfo(self.dtype).eps),
-            self.bias, zs, dAs,
+            self.bias, zs, dAs, None,
         )
         weight_sum = sample_weight.sum(dtype=np.float64)
         A = self._split_rows(work.acts, n_rows)

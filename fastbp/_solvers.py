@@ -3,7 +3,9 @@
 The state of an optimizer (velocities, Adam's moments) is a flat buffer of
 the parameters' shape, so every update is one fused loop in
 ``kernels.train_epoch``. The learning-rate schedules and the stopping rule
-follow scikit-learn's ``SGDOptimizer`` and ``AdamOptimizer`` exactly.
+follow scikit-learn's ``SGDOptimizer`` and ``AdamOptimizer`` exactly; the
+'cosine' schedule, which scikit-learn lacks, is computed per mini-batch step
+in the kernels (``kernels.optimizers.cosine_rate``).
 """
 
 import numpy as np
@@ -25,8 +27,9 @@ class StochasticOptimizer:
         Dtype of the parameters.
     learning_rate_init : float
         Initial step size.
-    lr_schedule : {"constant", "invscaling", "adaptive"}, default="constant"
-        Schedule of the sgd step size.
+    lr_schedule : {"constant", "invscaling", "adaptive", "cosine"}, default="constant"
+        Schedule of the step size: scikit-learn's three apply to sgd only,
+        'cosine' to both solvers.
     momentum : float, default=0.9
         Momentum of sgd.
     nesterov : bool, default=True
@@ -99,6 +102,17 @@ class StochasticOptimizer:
             ],
             dtype=np.float64,
         )
+
+    def cosine_steps(self, n_epochs, batches_per_epoch):
+        """Steps T of the cosine schedule over ``n_epochs`` epochs of ``batches_per_epoch`` steps.
+
+        None unless the schedule is 'cosine'. The kernels number the steps
+        of the optimizer's life from 0 (``step_counter``): step t has the
+        rate ``learning_rate_init * (1 + cos(pi * t / T)) / 2``, and 0 from T on.
+        """
+        if self.lr_schedule != "cosine":
+            return None
+        return int(n_epochs) * int(batches_per_epoch)
 
     def iteration_ends(self, time_step):
         """Update the invscaling step size after an epoch (``time_step`` = samples seen)."""

@@ -140,21 +140,27 @@ def forward(Xb, csr, rows, params, layers, acts, capacity):
     output : ndarray of shape (n_rows, n_outputs)
         View of the last layer's activations.
     """
-    return forward_recording(Xb, csr, rows, params, layers, acts, capacity, None)
+    return forward_recording(Xb, csr, rows, params, layers, acts, capacity, None, None)
 
 
 @jit(internal=True)
-def forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs):
+def forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs, dropout):
     """:func:`forward` that also keeps each pre-activation ``Z[l]`` in ``zs`` unless it is None.
 
     ``zs`` has the layout of ``acts``. None is a compile-time choice: Numba
     prunes the recording code from that specialisation, so the training
     kernels do not compile it. Recording costs one more pass per
     layer and is meant for inspection, not training.
+
+    ``dropout`` is None or ``(masks, kept)``, two buffers laid out like
+    ``acts``: each hidden layer's output ``A`` is then kept in ``kept`` and
+    replaced in ``acts`` by ``A * masks`` (0 or ``1 / (1 - p)``), which the
+    next layer takes as input (see :func:`backward_recording`).
     """
     n_rows = Xb.shape[0] if csr is None else rows.shape[0]
+    n_layers = layers.shape[0]
     A = Xb
-    for l in range(layers.shape[0]):
+    for l in range(n_layers):
         Z = unit_view(acts, layers, l, capacity, n_rows)
         W = coef_view(params, layers, l)
         if l > 0:
@@ -169,8 +175,21 @@ def forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs):
             copy_into(Z, Z_saved)
             add_bias_and_activate(Z_saved, bias, IDENTITY)
         add_bias_and_activate(Z, bias, layers[l, ACTIVATION])
+        if dropout is not None and l < n_layers - 1:
+            apply_mask(Z, unit_view(dropout[0], layers, l, capacity, n_rows),
+                       unit_view(dropout[1], layers, l, capacity, n_rows))
         A = Z
     return A
+
+
+@jit(internal=True)
+def apply_mask(A, mask, kept):
+    """Copy ``A`` into ``kept`` and multiply ``A`` by ``mask`` in place (2-D arrays of one shape)."""
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            a = A[i, j]
+            kept[i, j] = a
+            A[i, j] = a * mask[i, j]
 
 
 @jit(internal=True)
@@ -182,15 +201,19 @@ def backward(Xb, csr, rows, params, layers, acts, deltas, capacity, grads):
     term and the division by the weight sum are applied by
     :func:`finalize_gradient`. Arguments are those of :func:`forward`.
     """
-    backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, None)
+    backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, None, None)
 
 
 @jit(internal=True)
-def backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, dAs):
+def backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, dAs, dropout):
     """:func:`backward` that also keeps ``dA[l] = dZ[l+1] W[l+1]^T`` of hidden layers in ``dAs`` unless it is None.
 
     ``dAs`` has the layout of ``deltas``; the output layer's block is left
     alone (it is the loss's derivative, not a back-propagated one).
+    ``dropout`` is that of the :func:`forward_recording` call: the error
+    sent to a hidden layer is then ``(dA * g'(Z)) * mask``, with ``g'``
+    taken at the kept output ``A``, and ``acts`` (the masked outputs) give
+    the weights' gradients.
     """
     n_rows = Xb.shape[0] if csr is None else rows.shape[0]
     for l in range(layers.shape[0] - 1, -1, -1):
@@ -212,8 +235,21 @@ def backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, gr
             matmul_into(delta, coef_view(params, layers, l).T, delta_prev)
             if dAs is not None:
                 copy_into(delta_prev, unit_view(dAs, layers, l - 1, capacity, n_rows))
-            A_prev = unit_view(acts, layers, l - 1, capacity, n_rows)
-            multiply_by_derivative(A_prev, delta_prev, layers[l - 1, ACTIVATION])
+            if dropout is None:
+                A_prev = unit_view(acts, layers, l - 1, capacity, n_rows)
+                multiply_by_derivative(A_prev, delta_prev, layers[l - 1, ACTIVATION])
+            else:
+                kept = unit_view(dropout[1], layers, l - 1, capacity, n_rows)
+                multiply_by_derivative(kept, delta_prev, layers[l - 1, ACTIVATION])
+                multiply_in_place(delta_prev, unit_view(dropout[0], layers, l - 1, capacity, n_rows))
+
+
+@jit(internal=True)
+def multiply_in_place(A, B):
+    """``A *= B`` for 2-D arrays of one shape, as plain loops (see :func:`copy_rows`)."""
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            A[i, j] = A[i, j] * B[i, j]
 
 
 @jit(internal=True)

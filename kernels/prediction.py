@@ -20,7 +20,7 @@ def predict_chunk(X, csr, params, table, acts, rows, capacity, out, labels, star
         chunk_rows[k] = start + k
     X_chunk = X[start:stop] if csr is None else X[:0]
     output = forward_recording(  # the training kernel's specialisation: no other to compile
-        X_chunk, csr, chunk_rows, params, table, acts, capacity, None
+        X_chunk, csr, chunk_rows, params, table, acts, capacity, None, None
     )
     copy_into(output, out[start:stop])
     if labels.shape[0] > 0:
