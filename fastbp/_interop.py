@@ -82,6 +82,27 @@ def _split(flat, network):
     return coefs + intercepts
 
 
+# fastbp's training options scikit-learn lacks, with the values that leave training as scikit-learn's.
+_TRAINING_OPTIONS = {"dropout": 0.0, "max_grad_norm": None}
+
+
+def _unrepresentable(params):
+    """The training settings in ``params`` that scikit-learn's MLPs cannot represent, as ``name=value`` texts."""
+    found = []
+    dropout = params.get("dropout", 0.0)
+    try:
+        neutral = not np.any(np.asarray(dropout, dtype=np.float64) != 0)
+    except (TypeError, ValueError):
+        neutral = False
+    if not neutral:
+        found.append(f"dropout={dropout!r}")
+    if params.get("max_grad_norm") is not None:
+        found.append(f"max_grad_norm={params['max_grad_norm']!r}")
+    if params.get("learning_rate") == "cosine":
+        found.append("learning_rate='cosine'")
+    return found
+
+
 def _flatten(arrays, dtype):
     """The flat buffer of per-layer arrays ordered coefs, then intercepts."""
     return np.concatenate([np.asarray(a, dtype=dtype).ravel() for a in arrays])
@@ -109,6 +130,11 @@ def to_sklearn(model):
     ------
     TypeError
         If ``model`` is not a fastbp ``MLPClassifier`` or ``MLPRegressor``.
+    ValueError
+        If ``model`` trains in a way scikit-learn cannot: ``dropout`` above
+        0, ``max_grad_norm`` set or ``learning_rate='cosine'`` (set them to
+        0.0, None or one of scikit-learn's schedules first: they do not
+        change predictions).
 
     Warns
     -----
@@ -139,7 +165,18 @@ def to_sklearn(model):
             f"to_sklearn converts fastbp.MLPClassifier and fastbp.MLPRegressor, got "
             f"{type(model).__module__}.{type(model).__qualname__}."
         )
+    params = model.get_params(deep=False)
+    unrepresentable = _unrepresentable(params)
+    if unrepresentable:
+        neutral = dict(_TRAINING_OPTIONS, learning_rate="constant")
+        settings = ", ".join(f"{name}={value!r}" for name, value in neutral.items())
+        raise ValueError(
+            f"scikit-learn's {sk_cls.__name__} cannot train with {', '.join(unrepresentable)}. "
+            f"These settings change training, not predictions: convert model.set_params({settings}) "
+            "instead (or a clone of it)."
+        )
     params, dropped = _params_for(model, sk_cls)
+    dropped = [name for name in dropped if name not in _TRAINING_OPTIONS]  # neutral values, as checked
     if dropped:
         warnings.warn(
             f"scikit-learn's {sk_cls.__name__} has no parameter(s) {dropped}: the converted "

@@ -112,6 +112,27 @@ def _layer_sizes(hidden_layer_sizes):
     return [operator.index(size) for size in sizes]
 
 
+def _dropout_rates(dropout, n_hidden):
+    """``dropout`` as a tuple of one rate in [0, 1) per hidden layer (Python floats).
+
+    A single number applies to every hidden layer; a sequence must give one
+    number per hidden layer.
+    """
+    if isinstance(dropout, Real) and not isinstance(dropout, (bool, np.bool_)):
+        rates = [dropout] * n_hidden
+    else:
+        rates = list(np.ravel(np.asarray(dropout, dtype=object))) if np.ndim(dropout) == 1 else None
+        if rates is None or len(rates) != n_hidden:
+            raise ValueError(
+                f"dropout must be a number in [0, 1) or a sequence of one per hidden layer "
+                f"({n_hidden} for hidden_layer_sizes with {n_hidden} layers), got {dropout!r}."
+            )
+    for rate in rates:
+        if not isinstance(rate, Real) or isinstance(rate, (bool, np.bool_)) or not 0 <= rate < 1:
+            raise ValueError(f"Each dropout rate must be a real number in [0, 1), got {dropout!r}.")
+    return tuple(float(rate) for rate in rates)
+
+
 def _check_weight_shapes(coefs, intercepts, n_features):
     """Raise ValueError unless coefs_ / intercepts_ form one chain of layers."""
     if len(coefs) == 0 or len(coefs) != len(intercepts):
@@ -389,7 +410,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive", "cosine"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "power_t": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -408,6 +429,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "early_stopping_metric": [StrOptions({"score", "loss"})],
+        "dropout": [Interval(Real, 0, 1, closed="left"), list, tuple, np.ndarray],
+        "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(
@@ -437,6 +460,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         n_iter_no_change,
         max_fun,
         early_stopping_metric,
+        dropout=0.0,
+        max_grad_norm=None,
     ):
         self.activation = activation
         self.solver = solver
@@ -463,6 +488,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
         self.early_stopping_metric = early_stopping_metric
+        self.dropout = dropout
+        self.max_grad_norm = max_grad_norm
 
     # ------------------------------------------------------------------
     # The network behind coefs_ / intercepts_
@@ -628,6 +655,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
 
     def _fit_unguarded(self, X, y, sample_weight, incremental, X_val, y_val, sample_weight_val):
         hidden_layer_sizes = _layer_sizes(self.hidden_layer_sizes)
+        dropout = _dropout_rates(self.dropout, len(hidden_layer_sizes))
+        if self.solver == "lbfgs" and any(dropout):
+            raise ValueError(
+                "dropout needs solver='sgd' or 'adam': L-BFGS minimises one fixed objective, "
+                "which random masks would change at every evaluation."
+            )
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
 
         X, y, class_weights = self._validate_input(X, y, incremental, reset=first_pass)
@@ -660,7 +693,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         params = aligned_empty(network.n_params, network.dtype)
         params[:] = network.params
         if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, y, sample_weight, network, params, incremental, validation)
+            self._fit_stochastic(
+                X, y, sample_weight, network, params, incremental, validation,
+                dropout if any(dropout) else None,
+            )
         elif self.solver == "lbfgs":
             if validation is not None:
                 warnings.warn(
@@ -749,7 +785,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             )
         return train_idx, val_idx
 
-    def _fit_stochastic(self, X, y, sample_weight, network, params, incremental, validation):
+    def _fit_stochastic(self, X, y, sample_weight, network, params, incremental, validation, dropout):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         optimizer = getattr(self, "_optimizer", None)
@@ -796,6 +832,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             )
         batch_size = _engine.batch_size_for(self.batch_size, n_samples)
         _, loss_scale = self._kernel_loss()
+        # drawn only with dropout: without it, the generator gives what scikit-learn's gives
+        dropout_seed = 0 if dropout is None else int(self._random_state.randint(np.iinfo(np.int32).max))
         validation_input = None if validation is None else KernelInput(validation.X, network.dtype)
         callbacks = _EpochCallbacks(self, X, y, incremental, network, params)
         # only then can a mini-batch's weights sum to zero
@@ -804,7 +842,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         self.n_iter_ = 0
         checkpoint = None
         trainer = _engine.EpochTrainer(
-            network, params, X_input, Y, weights, batch_size, self._optimizer, self.alpha, loss_scale
+            network, params, X_input, Y, weights, batch_size, self._optimizer, self.alpha, loss_scale,
+            cosine_steps=self._optimizer.cosine_steps(self.max_iter, -(-n_samples // batch_size)),
+            max_grad_norm=self.max_grad_norm, dropout=dropout, dropout_seed=dropout_seed,
         )
         with trainer:
             try:
@@ -816,7 +856,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     if nonpositive_weights:
                         _check_batch_weights(weights, order, batch_size)
                     callbacks.epoch_begins()
-                    loss = trainer.run(np.ascontiguousarray(order, dtype=np.int64)) / n_samples
+                    # t_ numbers the epoch's dropout masks: it differs between all epochs of a model
+                    loss = trainer.run(np.ascontiguousarray(order, dtype=np.int64), epoch=self.t_) / n_samples
                     diverged = not (np.isfinite(loss) and np.isfinite(params).all())
                     if diverged and not early_stopping:
                         raise _diverged(params, loss, f"in epoch {self.n_iter_ + 1}")
@@ -1129,8 +1170,16 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     batch_size : int, default='auto'
         Size of minibatches for stochastic optimizers; 'auto' is
         ``min(200, n_samples)``.
-    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
-        Learning rate schedule for 'sgd'.
+    learning_rate : {'constant', 'invscaling', 'adaptive', 'cosine'}, default='constant'
+        Learning rate schedule for weight updates: scikit-learn's three apply
+        to 'sgd' only. 'cosine' (for 'sgd' and 'adam') decays the rate from
+        ``learning_rate_init`` towards 0 over ``max_iter`` epochs, per
+        mini-batch step: step t (numbered from 0 over the solver's life) of T
+        = ``max_iter`` times the batches per epoch has the rate
+        ``learning_rate_init * (1 + cos(pi * t / T)) / 2``, and 0 from step T
+        on. A warm-started ``fit`` starts the schedule again; each
+        ``partial_fit`` call is one epoch of it, T counting that call's
+        batches. (fastbp addition.)
     learning_rate_init : float, default=0.001
         The initial learning rate of 'sgd' and 'adam'.
     power_t : float, default=0.5
@@ -1180,6 +1229,24 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         bincount(y))``. A weight is a finite real number >= 0 and at least one
         class weighs more than 0; a class without a key weighs 1. 'balanced'
         is refused by ``partial_fit``. (fastbp addition.)
+    dropout : float or array-like of shape (n_layers - 2,), default=0.0
+        Rate of inverted dropout on the hidden layers' outputs, in [0, 1):
+        in training, each hidden unit's output of each sample is multiplied
+        by 0 with this probability and by ``1 / (1 - dropout)`` otherwise,
+        and back-propagation multiplies by the same mask; predictions use
+        every unit. One number for every hidden layer or one per hidden
+        layer. The masks come from a generator seeded from ``random_state``
+        and depend only on it, the epoch (``t_`` before it), the sample and
+        the unit: a fit is reproducible and gives the same bits on any
+        number of threads. The loss ``loss_curve_`` records is that of the
+        masked network. Only with 'sgd' and 'adam' ('lbfgs' raises a
+        ValueError). (fastbp addition.)
+    max_grad_norm : float or None, default=None
+        Clip each mini-batch's gradient (the L2 penalty's included) to this
+        global L2 norm before the solver's step: it is multiplied by
+        ``max_grad_norm / (norm + 1e-6)`` when that is below 1, as PyTorch's
+        ``clip_grad_norm_`` does. Only used by 'sgd' and 'adam'. None does not
+        clip. (fastbp addition.)
 
     Attributes
     ----------
@@ -1267,6 +1334,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         max_fun=15000,
         early_stopping_metric="score",
         class_weight=None,
+        dropout=0.0,
+        max_grad_norm=None,
     ):
         self.class_weight = class_weight
         super().__init__(
@@ -1295,6 +1364,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
             early_stopping_metric=early_stopping_metric,
+            dropout=dropout,
+            max_grad_norm=max_grad_norm,
         )
 
     def _validate_input(self, X, y, incremental, reset):
@@ -1569,8 +1640,16 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         Strength of the L2 regularization term.
     batch_size : int, default='auto'
         Size of minibatches for stochastic optimizers.
-    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
-        Learning rate schedule for 'sgd'.
+    learning_rate : {'constant', 'invscaling', 'adaptive', 'cosine'}, default='constant'
+        Learning rate schedule for weight updates: scikit-learn's three apply
+        to 'sgd' only. 'cosine' (for 'sgd' and 'adam') decays the rate from
+        ``learning_rate_init`` towards 0 over ``max_iter`` epochs, per
+        mini-batch step: step t (numbered from 0 over the solver's life) of T
+        = ``max_iter`` times the batches per epoch has the rate
+        ``learning_rate_init * (1 + cos(pi * t / T)) / 2``, and 0 from step T
+        on. A warm-started ``fit`` starts the schedule again; each
+        ``partial_fit`` call is one epoch of it, T counting that call's
+        batches. (fastbp addition.)
     learning_rate_init : float, default=0.001
         The initial learning rate of 'sgd' and 'adam'.
     power_t : float, default=0.5
@@ -1612,6 +1691,24 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         What early stopping watches on the validation set: the R2 score
         (scikit-learn's rule) or the validation loss. The weights of the best
         epoch by that measure are restored. (fastbp addition.)
+    dropout : float or array-like of shape (n_layers - 2,), default=0.0
+        Rate of inverted dropout on the hidden layers' outputs, in [0, 1):
+        in training, each hidden unit's output of each sample is multiplied
+        by 0 with this probability and by ``1 / (1 - dropout)`` otherwise,
+        and back-propagation multiplies by the same mask; predictions use
+        every unit. One number for every hidden layer or one per hidden
+        layer. The masks come from a generator seeded from ``random_state``
+        and depend only on it, the epoch (``t_`` before it), the sample and
+        the unit: a fit is reproducible and gives the same bits on any
+        number of threads. The loss ``loss_curve_`` records is that of the
+        masked network. Only with 'sgd' and 'adam' ('lbfgs' raises a
+        ValueError). (fastbp addition.)
+    max_grad_norm : float or None, default=None
+        Clip each mini-batch's gradient (the L2 penalty's included) to this
+        global L2 norm before the solver's step: it is multiplied by
+        ``max_grad_norm / (norm + 1e-6)`` when that is below 1, as PyTorch's
+        ``clip_grad_norm_`` does. Only used by 'sgd' and 'adam'. None does not
+        clip. (fastbp addition.)
 
     Attributes
     ----------
@@ -1697,6 +1794,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         n_iter_no_change=10,
         max_fun=15000,
         early_stopping_metric="score",
+        dropout=0.0,
+        max_grad_norm=None,
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -1724,6 +1823,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
             early_stopping_metric=early_stopping_metric,
+            dropout=dropout,
+            max_grad_norm=max_grad_norm,
         )
 
     def predict(self, X):

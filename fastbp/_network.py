@@ -64,13 +64,15 @@ def validate_targets(network, X_input, Y, sample_weight):
     return np.ascontiguousarray(Y), np.ascontiguousarray(sample_weight)
 
 
-def _check_descent_settings(learning_rate, alpha, momentum=0.0, n_epochs=1):
+def _check_descent_settings(learning_rate, alpha, momentum=0.0, n_epochs=1, max_grad_norm=None):
     """Raise ValueError naming a setting of :meth:`Network.step` / :meth:`Network.train` that is unusable."""
     numbers = [
         ("learning_rate", learning_rate, lambda v: 0 < v < math.inf, "a finite number > 0"),
         ("alpha", alpha, lambda v: 0 <= v < math.inf, "a finite number >= 0"),
         ("momentum", momentum, lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ]
+    if max_grad_norm is not None:
+        numbers.append(("max_grad_norm", max_grad_norm, lambda v: 0 < v, "None or a number > 0"))
     for name, value, usable, wanted in numbers:
         if isinstance(value, bool) or not isinstance(value, Real) or not usable(value):
             raise ValueError(f"{name} must be {wanted}, got {value!r}.")
@@ -565,7 +567,7 @@ class Network:
         return loss
 
     def train(self, X, Y, *, mode="standard", learning_rate=0.1, n_epochs=1,
-              sample_weight=None, alpha=0.0, momentum=0.0):
+              sample_weight=None, alpha=0.0, momentum=0.0, max_grad_norm=None):
         """Train with plain (momentum) gradient descent in one compiled call per epoch.
 
         Parameters
@@ -588,6 +590,10 @@ class Network:
             L2 strength (intercepts are not penalised).
         momentum : float, default=0.0
             Classical momentum.
+        max_grad_norm : float, default=None
+            Clip the gradient of each update (the L2 term's included) to this
+            L2 norm: it is multiplied by ``max_grad_norm / (norm + 1e-6)``
+            when that is below 1. None does not clip.
 
         Returns
         -------
@@ -597,7 +603,7 @@ class Network:
         """
         if mode not in ("standard", "accumulated"):
             raise ValueError(f"mode must be 'standard' or 'accumulated', got {mode!r}.")
-        _check_descent_settings(learning_rate, alpha, momentum, n_epochs)
+        _check_descent_settings(learning_rate, alpha, momentum, n_epochs, max_grad_norm)
         X_input = validate_input(self, X)
         Y, sample_weight = validate_targets(self, X_input, Y, sample_weight)
         n_samples = X_input.n_samples
@@ -616,7 +622,7 @@ class Network:
         params[:] = self.params
         losses = []
         with _engine.EpochTrainer(
-            self, params, X_input, Y, sample_weight, batch_size, optimizer, alpha
+            self, params, X_input, Y, sample_weight, batch_size, optimizer, alpha, max_grad_norm=max_grad_norm
         ) as trainer:
             for epoch in range(n_epochs):
                 loss = trainer.run(order) / order.shape[0]
