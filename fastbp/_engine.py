@@ -121,7 +121,7 @@ def require_memory(n_bytes, what):
         )
 
 
-def check_memory(layer_units, n_samples, dtype, solver, batch_size):
+def check_memory(layer_units, n_samples, dtype, solver, batch_size, dropout=False):
     """Check, before allocating anything, that training this network fits in memory.
 
     Counts the parameters with their gradient, optimizer state, working and
@@ -140,6 +140,8 @@ def check_memory(layer_units, n_samples, dtype, solver, batch_size):
         The solver.
     batch_size : int or "auto"
         The ``batch_size`` parameter (ignored by L-BFGS).
+    dropout : bool, default=False
+        Whether the fit uses dropout (two more buffers of the activations' size).
     """
     itemsize = np.dtype(dtype).itemsize
     n_params = _parallel.multiply_adds_per_row(layer_units) + sum(layer_units[1:])
@@ -152,7 +154,8 @@ def check_memory(layer_units, n_samples, dtype, solver, batch_size):
         rows = batch_size_for(batch_size, n_samples)
         parts = _parallel.part_count(rows, row_multiply_adds)
         param_bytes = n_params * (7 + parts) * itemsize
-    work_bytes = 2 * rows * sum(layer_units[1:]) * itemsize + n_samples * layer_units[-1] * itemsize
+    n_unit_buffers = 4 if dropout else 2
+    work_bytes = n_unit_buffers * rows * sum(layer_units[1:]) * itemsize + n_samples * layer_units[-1] * itemsize
     sizes = "-".join(str(u) for u in layer_units)
     require_memory(
         param_bytes + work_bytes,
@@ -428,9 +431,9 @@ class EpochTrainer:
         L2 strength.
     loss_scale : float, default=1.0
         Factor on the reported data loss.
-    cosine_steps : int, default=None
-        Steps T of the cosine schedule (``kernels.train_epoch``); None for
-        the optimizer's own learning rate.
+    schedule : tuple of (int, int), default=None
+        Steps and warm-up steps of the cosine schedule (``kernels.train_epoch``);
+        None for the optimizer's own learning rate.
     max_grad_norm : float, default=None
         Clip each mini-batch's gradient to this L2 norm; None for no clipping.
     dropout : sequence of float, default=None
@@ -440,7 +443,7 @@ class EpochTrainer:
     """
 
     def __init__(self, network, params, X_input, Y, sample_weight, batch_size, optimizer, alpha,
-                 loss_scale=1.0, *, cosine_steps=None, max_grad_norm=None, dropout=None, dropout_seed=0):
+                 loss_scale=1.0, *, schedule=None, max_grad_norm=None, dropout=None, dropout_seed=0):
         self.one_row = batch_size == 1 and not X_input.sparse and dropout is None
         self.params = params
         self.optimizer = optimizer
@@ -461,7 +464,7 @@ class EpochTrainer:
         self.hyper = np.empty(kernels.N_HYPER)
         state = (*optimizer.kernel_state(), optimizer.step_counter)
         options = (
-            None if cosine_steps is None else int(cosine_steps),
+            None if schedule is None else (int(schedule[0]), int(schedule[1])),
             None if max_grad_norm is None else float(max_grad_norm),
         )
         self._seed_epoch = None

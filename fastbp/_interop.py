@@ -83,7 +83,7 @@ def _split(flat, network):
 
 
 # fastbp's training options scikit-learn lacks, with the values that leave training as scikit-learn's.
-_TRAINING_OPTIONS = {"dropout": 0.0, "max_grad_norm": None}
+_TRAINING_OPTIONS = {"dropout": 0.0, "max_grad_norm": None, "warmup_fraction": 0.0}
 
 
 def _unrepresentable(params):
@@ -100,6 +100,8 @@ def _unrepresentable(params):
         found.append(f"max_grad_norm={params['max_grad_norm']!r}")
     if params.get("learning_rate") == "cosine":
         found.append("learning_rate='cosine'")
+    if params.get("warmup_fraction", 0.0) != 0:
+        found.append(f"warmup_fraction={params['warmup_fraction']!r}")
     return found
 
 

@@ -431,6 +431,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         "early_stopping_metric": [StrOptions({"score", "loss"})],
         "dropout": [Interval(Real, 0, 1, closed="left"), list, tuple, np.ndarray],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "warmup_fraction": [Interval(Real, 0, 1, closed="left")],
     }
 
     def __init__(
@@ -462,6 +463,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         early_stopping_metric,
         dropout=0.0,
         max_grad_norm=None,
+        warmup_fraction=0.0,
     ):
         self.activation = activation
         self.solver = solver
@@ -490,6 +492,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         self.early_stopping_metric = early_stopping_metric
         self.dropout = dropout
         self.max_grad_norm = max_grad_norm
+        self.warmup_fraction = warmup_fraction
 
     # ------------------------------------------------------------------
     # The network behind coefs_ / intercepts_
@@ -661,6 +664,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                 "dropout needs solver='sgd' or 'adam': L-BFGS minimises one fixed objective, "
                 "which random masks would change at every evaluation."
             )
+        if self.warmup_fraction > 0 and self.learning_rate != "cosine":
+            raise ValueError(
+                f"warmup_fraction={self.warmup_fraction!r} needs learning_rate='cosine' (the warm-up "
+                f"leads into its decay), got learning_rate={self.learning_rate!r}."
+            )
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
 
         X, y, class_weights = self._validate_input(X, y, incremental, reset=first_pass)
@@ -673,7 +681,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         self.n_outputs_ = y.shape[1]
         layer_units = [n_features] + hidden_layer_sizes + [self.n_outputs_]
         validation = self._check_validation_set(X_val, y_val, sample_weight_val, X.dtype)
-        _engine.check_memory(layer_units, n_samples, X.dtype, self.solver, self.batch_size)
+        _engine.check_memory(layer_units, n_samples, X.dtype, self.solver, self.batch_size, any(dropout))
 
         self._random_state = check_random_state(self.random_state)
         if first_pass:
@@ -843,7 +851,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         checkpoint = None
         trainer = _engine.EpochTrainer(
             network, params, X_input, Y, weights, batch_size, self._optimizer, self.alpha, loss_scale,
-            cosine_steps=self._optimizer.cosine_steps(self.max_iter, -(-n_samples // batch_size)),
+            schedule=self._optimizer.cosine_schedule(
+                self.max_iter, -(-n_samples // batch_size), self.warmup_fraction
+            ),
             max_grad_norm=self.max_grad_norm, dropout=dropout, dropout_seed=dropout_seed,
         )
         with trainer:
@@ -1177,9 +1187,9 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         mini-batch step: step t (numbered from 0 over the solver's life) of T
         = ``max_iter`` times the batches per epoch has the rate
         ``learning_rate_init * (1 + cos(pi * t / T)) / 2``, and 0 from step T
-        on. A warm-started ``fit`` starts the schedule again; each
-        ``partial_fit`` call is one epoch of it, T counting that call's
-        batches. (fastbp addition.)
+        on (``warmup_fraction`` adds a linear warm-up). A warm-started ``fit``
+        starts the schedule again; each ``partial_fit`` call is one epoch of
+        it, T counting that call's batches. (fastbp addition.)
     learning_rate_init : float, default=0.001
         The initial learning rate of 'sgd' and 'adam'.
     power_t : float, default=0.5
@@ -1247,6 +1257,12 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         ``max_grad_norm / (norm + 1e-6)`` when that is below 1, as PyTorch's
         ``clip_grad_norm_`` does. Only used by 'sgd' and 'adam'. None does not
         clip. (fastbp addition.)
+    warmup_fraction : float, default=0.0
+        With ``learning_rate='cosine'``, the fraction of its T steps, W =
+        ``floor(warmup_fraction * T)``, over which the rate rises linearly
+        (step t < W has ``learning_rate_init * (t + 1) / W``) before the
+        cosine decay over the other T - W steps. In [0, 1); above 0 only
+        with 'cosine'. (fastbp addition.)
 
     Attributes
     ----------
@@ -1336,6 +1352,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         class_weight=None,
         dropout=0.0,
         max_grad_norm=None,
+        warmup_fraction=0.0,
     ):
         self.class_weight = class_weight
         super().__init__(
@@ -1366,6 +1383,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             early_stopping_metric=early_stopping_metric,
             dropout=dropout,
             max_grad_norm=max_grad_norm,
+            warmup_fraction=warmup_fraction,
         )
 
     def _validate_input(self, X, y, incremental, reset):
@@ -1647,9 +1665,9 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         mini-batch step: step t (numbered from 0 over the solver's life) of T
         = ``max_iter`` times the batches per epoch has the rate
         ``learning_rate_init * (1 + cos(pi * t / T)) / 2``, and 0 from step T
-        on. A warm-started ``fit`` starts the schedule again; each
-        ``partial_fit`` call is one epoch of it, T counting that call's
-        batches. (fastbp addition.)
+        on (``warmup_fraction`` adds a linear warm-up). A warm-started ``fit``
+        starts the schedule again; each ``partial_fit`` call is one epoch of
+        it, T counting that call's batches. (fastbp addition.)
     learning_rate_init : float, default=0.001
         The initial learning rate of 'sgd' and 'adam'.
     power_t : float, default=0.5
@@ -1709,6 +1727,12 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         ``max_grad_norm / (norm + 1e-6)`` when that is below 1, as PyTorch's
         ``clip_grad_norm_`` does. Only used by 'sgd' and 'adam'. None does not
         clip. (fastbp addition.)
+    warmup_fraction : float, default=0.0
+        With ``learning_rate='cosine'``, the fraction of its T steps, W =
+        ``floor(warmup_fraction * T)``, over which the rate rises linearly
+        (step t < W has ``learning_rate_init * (t + 1) / W``) before the
+        cosine decay over the other T - W steps. In [0, 1); above 0 only
+        with 'cosine'. (fastbp addition.)
 
     Attributes
     ----------
@@ -1796,6 +1820,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         early_stopping_metric="score",
         dropout=0.0,
         max_grad_norm=None,
+        warmup_fraction=0.0,
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -1825,6 +1850,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             early_stopping_metric=early_stopping_metric,
             dropout=dropout,
             max_grad_norm=max_grad_norm,
+            warmup_fraction=warmup_fraction,
         )
 
     def predict(self, X):

@@ -103,16 +103,20 @@ class StochasticOptimizer:
             dtype=np.float64,
         )
 
-    def cosine_steps(self, n_epochs, batches_per_epoch):
-        """Steps T of the cosine schedule over ``n_epochs`` epochs of ``batches_per_epoch`` steps.
+    def cosine_schedule(self, n_epochs, batches_per_epoch, warmup_fraction=0.0):
+        """``(T, W)``: the steps of the cosine schedule over ``n_epochs`` epochs and its warm-up steps.
 
-        None unless the schedule is 'cosine'. The kernels number the steps
-        of the optimizer's life from 0 (``step_counter``): step t has the
-        rate ``learning_rate_init * (1 + cos(pi * t / T)) / 2``, and 0 from T on.
+        None unless the schedule is 'cosine'. ``T`` is ``n_epochs`` times
+        ``batches_per_epoch`` and ``W`` is ``floor(warmup_fraction * T)``.
+        The kernels number the steps of the optimizer's life from 0
+        (``step_counter``): step t < W has the rate ``learning_rate_init *
+        (t + 1) / W``, a later one ``learning_rate_init * (1 + cos(pi * (t -
+        W) / (T - W))) / 2``, and 0 from T on.
         """
         if self.lr_schedule != "cosine":
             return None
-        return int(n_epochs) * int(batches_per_epoch)
+        n_steps = int(n_epochs) * int(batches_per_epoch)
+        return n_steps, int(warmup_fraction * n_steps)
 
     def iteration_ends(self, time_step):
         """Update the invscaling step size after an epoch (``time_step`` = samples seen)."""

@@ -19,7 +19,8 @@ Two options of the stochastic solvers live here too, each a compile-time
 choice of the training kernels (an argument that is None or not):
 
     clipping:  g <- g * min(1, max_norm / (||g|| + 1e-6))   (PyTorch's clip_grad_norm_)
-    cosine:    lr(t) = lr_init (1 + cos(pi t / T)) / 2 for the step t = 0, 1, ... of T, then 0
+    cosine:    lr(t) = lr_init (t + 1) / W for the steps t = 0, ..., W - 1 of a linear warm-up,
+               then lr_init (1 + cos(pi (t - W) / (T - W))) / 2 up to the step T, then 0
 
 where ``||g||`` is the L2 norm of the whole finished gradient of a
 mini-batch, penalty included (:func:`finished_squared_norm` gives a range's
@@ -101,16 +102,20 @@ def adam_step(params, grads, first_moment, second_moment, step, learning_rate, b
 
 
 @jit(internal=True)
-def cosine_rate(learning_rate, step, n_steps):
+def cosine_rate(learning_rate, step, n_steps, n_warmup):
     """The cosine schedule's step size (float64) for the step numbered ``step`` from 0, of ``n_steps``.
 
-    ``learning_rate * (1 + cos(pi * step / n_steps)) / 2``, written as
-    PyTorch's ``CosineAnnealingLR`` computes it with ``eta_min=0``, and 0
-    from ``n_steps`` on.
+    The first ``n_warmup`` steps rise linearly, ``learning_rate * (step +
+    1) / n_warmup`` (PyTorch's ``LinearLR`` from ``1 / n_warmup``); the
+    others follow ``learning_rate * (1 + cos(pi * s / S)) / 2`` with ``s =
+    step - n_warmup`` and ``S = n_steps - n_warmup``, written as PyTorch's
+    ``CosineAnnealingLR`` computes it with ``eta_min=0``; 0 from ``n_steps`` on.
     """
+    if step < n_warmup:
+        return learning_rate * (step + 1) / n_warmup
     if step >= n_steps:
         return 0.0
-    return learning_rate * (1.0 + np.cos(np.pi * step / n_steps)) / 2.0
+    return learning_rate * (1.0 + np.cos(np.pi * (step - n_warmup) / (n_steps - n_warmup))) / 2.0
 
 
 @jit(internal=True)

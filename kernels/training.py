@@ -160,7 +160,7 @@ def train_epoch(
     params, layers, acts, deltas, grads, Xb, Yb, swb, rows, part_sums,
     alpha, loss_code, loss_scale, eps, fit_intercepts,
     hyper, velocity, first_moment, second_moment, step_counter,
-    cosine_steps, max_grad_norm, dropout, thread, n_threads, sync,
+    schedule, max_grad_norm, dropout, thread, n_threads, sync,
 ):
     """Train one epoch over the rows ``order`` in mini-batches of ``batch_size``.
 
@@ -238,10 +238,11 @@ def train_epoch(
     step_counter : ndarray of shape (1,)
         The optimizer's step count, advanced once per batch (by thread 0,
         at the end of the epoch) for Adam and for the cosine schedule.
-    cosine_steps : int or None
-        With an int T, the learning rate of the step numbered t from 0 over
-        the optimizer's life (``step_counter``) is ``optimizers.cosine_rate``
-        of the rate in ``hyper``; None for the rate in ``hyper``.
+    schedule : tuple of (int, int) or None
+        With ``(n_steps, n_warmup)``, the learning rate of the step numbered
+        from 0 over the optimizer's life (``step_counter``) is
+        ``optimizers.cosine_rate`` of the rate in ``hyper``; None for the
+        rate in ``hyper``.
     max_grad_norm : float or None
         Clip each mini-batch's finished gradient to this L2 norm
         (``optimizers.clip_scale``); None for no clipping.
@@ -294,8 +295,8 @@ def train_epoch(
             n_batches += 1
             step = first_step + n_batches  # this batch's step, numbered from 1
             rate = hyper[LEARNING_RATE]
-            if cosine_steps is not None:
-                rate = cosine_rate(rate, step - 1, cosine_steps)
+            if schedule is not None:
+                rate = cosine_rate(rate, step - 1, schedule[0], schedule[1])
             for p in range(thread, n_parts, n_threads):
                 part_start = start + part_bound(n_rows, p, n_parts)
                 part_rows = start + part_bound(n_rows, p + 1, n_parts) - part_start
@@ -380,7 +381,7 @@ def train_epoch(
             for p in range(n_parts):
                 penalty += part_sums[p, 2]
             loss_sum += reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale) * n_rows
-        if not worker and (first_moment is not None or cosine_steps is not None):
+        if not worker and (first_moment is not None or schedule is not None):
             step_counter[0] = first_step + n_batches
         epochs += 1
         if not worker:
@@ -452,7 +453,7 @@ NARROW_LAYER = 8
 def train_epoch_one_row(
     X, Y, sample_weight, order, params, layers, acts, deltas,
     alpha, loss_code, loss_scale, eps, fit_intercepts,
-    hyper, velocity, first_moment, second_moment, step_counter, cosine_steps, max_grad_norm,
+    hyper, velocity, first_moment, second_moment, step_counter, schedule, max_grad_norm,
 ):
     """:func:`train_epoch` with mini-batches of ONE row of dense input, fused per row.
 
@@ -478,7 +479,7 @@ def train_epoch_one_row(
         Dense input.
     Y, sample_weight, order, params, layers, alpha, loss_code, loss_scale, eps, \
 fit_intercepts, hyper, velocity, first_moment, second_moment, step_counter, \
-cosine_steps, max_grad_norm
+schedule, max_grad_norm
         As for :func:`train_epoch`.
     acts, deltas : ndarray of shape (sum(fan_out),)
         Work buffers for one row.
@@ -554,12 +555,12 @@ cosine_steps, max_grad_norm
         output_delta(output, Y_row, weight_row, layers[n_layers - 1, ACTIVATION], loss_code, out_delta)
         penalty = squared_sum(params, n_coefs)
         rate = hyper[LEARNING_RATE]
-        if cosine_steps is not None:
-            rate = cosine_rate(rate, step_counter[0], cosine_steps)
+        if schedule is not None:
+            rate = cosine_rate(rate, step_counter[0], schedule[0], schedule[1])
             learning_rate = dtype(rate)
             step_counter[0] += 1
         if first_moment is not None:
-            if cosine_steps is None:
+            if schedule is None:
                 step_counter[0] += 1
             lr_t, b1, b2, c1, c2, adam_eps = adam_rates(
                 params, step_counter[0], rate, hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]

@@ -291,11 +291,17 @@ def clipped(grads, max_norm):
     return grads * grads.dtype.type(scale)
 
 
-def cosine_rate(learning_rate, t, n_steps):
-    """Step size of step ``t`` (from 0) of the cosine schedule over ``n_steps`` steps; 0 from then on."""
+def cosine_rate(learning_rate, t, n_steps, n_warmup=0):
+    """Step size of step ``t`` (from 0) of the cosine schedule over ``n_steps`` steps; 0 from then on.
+
+    The first ``n_warmup`` steps rise linearly to ``learning_rate``; the
+    cosine runs over the others.
+    """
+    if t < n_warmup:
+        return learning_rate * (t + 1) / n_warmup
     if t >= n_steps:
         return 0.0
-    return learning_rate * (1 + np.cos(np.pi * t / n_steps)) / 2
+    return learning_rate * (1 + np.cos(np.pi * (t - n_warmup) / (n_steps - n_warmup))) / 2
 
 
 # --------------------------------------------------------------------------
@@ -343,7 +349,7 @@ def dropout_masks(seed, epoch, rows, hidden_sizes, rates, dtype):
 def train_epoch(
     X, Y, sample_weight, order, batch_size, params, sizes, activations, alpha, loss,
     loss_scale, eps, fit_intercepts, solver, hyper, state_a, state_b, t,
-    max_grad_norm=None, cosine_steps=None, dropout=None,
+    max_grad_norm=None, schedule=None, dropout=None,
 ):
     """One epoch over ``order`` in consecutive batches; updates in place.
 
@@ -352,7 +358,7 @@ def train_epoch(
     ``loss_sum`` adds each batch objective times the batch length (as
     scikit-learn's ``accumulated_loss``) and ``t`` is the step count (Adam's,
     or of the cosine schedule). Options: clip each batch's gradient to
-    ``max_grad_norm``; the cosine schedule over ``cosine_steps`` steps;
+    ``max_grad_norm``; the cosine schedule ``schedule = (n_steps, n_warmup)``;
     ``dropout = (seed, epoch, rates)`` with :func:`dropout_masks`.
     """
     learning_rate, momentum, nesterov, beta_1, beta_2, epsilon = hyper
@@ -370,8 +376,8 @@ def train_epoch(
         loss_sum += batch_loss * len(batch)
         if max_grad_norm is not None:
             grads = clipped(grads, max_grad_norm)
-        rate = learning_rate if cosine_steps is None else cosine_rate(learning_rate, t, cosine_steps)
-        if solver == "adam" or cosine_steps is not None:
+        rate = learning_rate if schedule is None else cosine_rate(learning_rate, t, *schedule)
+        if solver == "adam" or schedule is not None:
             t += 1
         if solver == "adam":
             adam_step(params, grads, state_a, state_b, t, rate, beta_1, beta_2, epsilon)

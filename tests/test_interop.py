@@ -176,6 +176,12 @@ def test_to_sklearn_refuses_training_settings_scikit_learn_lacks(setting):
     assert_same_predictions(model, sk_model, X, "binary")
 
 
+def test_to_sklearn_names_every_setting_it_cannot_represent():
+    model = MLPClassifier((3,), learning_rate="cosine", warmup_fraction=0.1, dropout=0.1)
+    with pytest.raises(ValueError, match="dropout=0.1, learning_rate='cosine', warmup_fraction=0.1"):
+        to_sklearn(model)
+
+
 def test_to_sklearn_passes_the_neutral_training_settings_through_silently():
     X, y = make_data("binary")
     for setting in [{}, {"dropout": (0.0, 0.0)}, {"dropout": 0.0, "max_grad_norm": None}]:

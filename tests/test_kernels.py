@@ -203,12 +203,12 @@ def solver_state(solver, state_a, state_b):
 
 def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solver, hyper, state_a, state_b, t,
                        spare_rows=2, one_row=False, n_parts=1, threads=1,
-                       cosine_steps=None, max_grad_norm=None, dropout=None):
+                       schedule=None, max_grad_norm=None, dropout=None):
     """One epoch of ``K.train_epoch`` (or, with ``one_row``, of ``K.train_epoch_one_row``).
 
     Each mini-batch is cut into ``n_parts`` parts, computed by one call or
     shared by ``threads`` calls in threads that meet at the kernel's
-    barriers (``fastbp._parallel.EpochTeam``). ``cosine_steps`` and
+    barriers (``fastbp._parallel.EpochTeam``). ``schedule`` and
     ``max_grad_norm`` are the kernels' options, ``dropout`` is ``(seed,
     epoch, rates)`` as for ``naive.train_epoch``.
     """
@@ -219,7 +219,7 @@ def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solv
             nan_buffer(p.units(), p.dtype), nan_buffer(p.units(), p.dtype),
             float(alpha), p.loss_code, float(p.loss_scale), p.eps, fit_intercepts,
             np.asarray(hyper, dtype=np.float64), *solver_state(solver, state_a, state_b), t,
-            cosine_steps, max_grad_norm,
+            schedule, max_grad_norm,
         )
     Xk, csr = kernel_input(p.X, sparse)
     capacity = -(-batch_size // n_parts) + spare_rows  # buffers may be larger than a part
@@ -247,7 +247,7 @@ def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solv
             p.params, p.layers, acts, deltas, grads, Xb, Yb, swb, rows, part_sums,
             float(alpha), p.loss_code, float(p.loss_scale), p.eps, fit_intercepts,
             np.asarray(hyper, dtype=np.float64), *solver_state(solver, state_a, state_b), t,
-            cosine_steps, max_grad_norm, dropout, thread, n_threads, team.sync,
+            schedule, max_grad_norm, dropout, thread, n_threads, team.sync,
         )
 
     try:

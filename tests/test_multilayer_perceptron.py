@@ -378,3 +378,23 @@ def test_cosine_is_a_schedule_of_its_own_and_others_are_unchanged(digits_like):
     for schedule in ("invscaling", "adaptive"):
         model = MLPClassifier(solver="adam", learning_rate=schedule, **settings).fit(X, y)
         assert model.loss_curve_ == MLPClassifier(solver="adam", **settings).fit(X, y).loss_curve_
+
+
+def test_warmup_fraction_rises_then_decays_and_needs_cosine(digits_like):
+    X, y = digits_like
+    with pytest.raises(ValueError, match="warmup_fraction=0.1 needs learning_rate='cosine'"):
+        MLPClassifier(warmup_fraction=0.1).fit(X, y)
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        MLPClassifier(learning_rate="cosine", warmup_fraction=1.0).fit(X, y)
+    settings = dict(hidden_layer_sizes=(8,), solver="sgd", momentum=0.0, batch_size=240, learning_rate="cosine",
+                    learning_rate_init=0.5, max_iter=10, tol=0, n_iter_no_change=100, random_state=0)
+    plain = MLPClassifier(**settings).fit(X, y)
+    assert_array_equal(flat_weights(MLPClassifier(warmup_fraction=0.05, **settings).fit(X, y)),
+                       flat_weights(plain))  # floor(0.05 * 10) = 0 warm-up steps
+    # one step per epoch: the first of 4 warm-up steps takes a quarter of the first plain step
+    start = MLPClassifier(**{**settings, "max_iter": 1, "learning_rate_init": 1e-300}).fit(X, y)
+    warm = MLPClassifier(**{**settings, "warmup_fraction": 0.4, "max_iter": 10}).set_params(max_iter=10)
+    first_plain = MLPClassifier(**settings).partial_fit(X, y, classes=[0, 1, 2])
+    first_warm = warm.partial_fit(X, y, classes=[0, 1, 2])
+    np.testing.assert_allclose(flat_weights(first_warm) - flat_weights(start),
+                               (flat_weights(first_plain) - flat_weights(start)) / 4, rtol=1e-9, atol=1e-15)

@@ -16,14 +16,13 @@ from fastbp import kernels as K
 from test_kernels import N_SAMPLES, Problem, kernel_train_epoch
 
 
-@pytest.mark.parametrize("n_steps", [1, 7, 200])
-def test_cosine_rate_is_the_closed_form_then_zero(n_steps):
-    for t in range(n_steps + 3):
-        got = K.optimizers.cosine_rate(0.03, t, n_steps)
-        assert got == naive.cosine_rate(0.03, t, n_steps)
-        assert 0.0 <= got <= 0.03
-    assert K.optimizers.cosine_rate(0.03, 0, n_steps) == 0.03
-    assert K.optimizers.cosine_rate(0.03, n_steps, n_steps) == 0.0
+@pytest.mark.parametrize("n_steps, n_warmup", [(1, 0), (7, 0), (200, 0), (7, 3), (200, 20)])
+def test_cosine_rate_is_the_closed_form_then_zero(n_steps, n_warmup):
+    rates = [K.optimizers.cosine_rate(0.03, t, n_steps, n_warmup) for t in range(n_steps + 3)]
+    assert rates == [naive.cosine_rate(0.03, t, n_steps, n_warmup) for t in range(n_steps + 3)]
+    assert all(0.0 <= rate <= 0.03 for rate in rates)
+    assert rates[n_warmup] == 0.03 and rates[n_steps:] == [0.0] * 3
+    assert np.all(np.diff(rates[:n_warmup]) > 0) and np.all(np.diff(rates[n_warmup:]) <= 0)
 
 
 def test_clip_scale():
@@ -33,16 +32,22 @@ def test_clip_scale():
     assert np.isnan(K.optimizers.clip_scale(1.0, np.nan))
 
 
-@pytest.mark.parametrize("n_steps", [10, 333])
-def test_cosine_rates_are_torch_cosine_annealing_per_step(n_steps):
+@pytest.mark.parametrize("n_steps, n_warmup", [(10, 0), (333, 0), (10, 3), (333, 33)])
+def test_cosine_rates_are_torch_cosine_annealing_per_step(n_steps, n_warmup):
     torch = pytest.importorskip("torch")
+    schedulers = torch.optim.lr_scheduler
     parameter = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.SGD([parameter], lr=0.05)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_steps, eta_min=0.0)
+    cosine = schedulers.CosineAnnealingLR(optimizer, T_max=n_steps - n_warmup, eta_min=0.0)
+    if n_warmup:
+        warmup = schedulers.LinearLR(optimizer, start_factor=1 / n_warmup, total_iters=n_warmup - 1)
+        scheduler = schedulers.SequentialLR(optimizer, [warmup, cosine], milestones=[n_warmup])
+    else:
+        scheduler = cosine
     for t in range(n_steps + 1):
         want = optimizer.param_groups[0]["lr"]
         # PyTorch updates the rate step by step (a recurrence), not from the closed form
-        assert_allclose(K.optimizers.cosine_rate(0.05, t, n_steps), want, rtol=1e-12, atol=1e-15)
+        assert_allclose(K.optimizers.cosine_rate(0.05, t, n_steps, n_warmup), want, rtol=1e-12, atol=1e-15)
         optimizer.step()
         scheduler.step()
 
@@ -118,7 +123,7 @@ def test_clipped_cosine_steps_equal_torch(rng):
     for _ in range(2):
         kernel_train_epoch(
             p, np.arange(N_SAMPLES, dtype=np.int64), 4, alpha, True, False, "sgd", hyper, velocity,
-            velocity.copy(), t, cosine_steps=n_steps, max_grad_norm=max_grad_norm,
+            velocity.copy(), t, schedule=(n_steps, 0), max_grad_norm=max_grad_norm,
         )
     assert t[0] == 6
     assert_allclose(p.params, flat(tensors), rtol=1e-12, atol=1e-14)

@@ -22,9 +22,10 @@ from test_kernels import N_SAMPLES, SOLVERS, Problem, assert_close, kernel_train
 BATCH = 4  # three batches of 11 rows per epoch
 OPTIONS = {
     "clip": {"max_grad_norm": 0.05},  # below every batch's gradient norm here
-    "cosine": {"cosine_steps": 5},  # ends within the 6 steps of two epochs
+    "cosine": {"schedule": (5, 0)},  # ends within the 6 steps of two epochs
+    "warmup": {"schedule": (5, 2)},
     "dropout": {"dropout": (0.3, 0.5)},
-    "all": {"max_grad_norm": 0.05, "cosine_steps": 5, "dropout": (0.3, 0.5)},
+    "all": {"max_grad_norm": 0.05, "schedule": (5, 2), "dropout": (0.3, 0.5)},
 }
 SEED = 2**33 + 5
 
@@ -45,7 +46,7 @@ def run_two_epochs(rng, p, batch_size, solver, options, sparse=False, one_row=Fa
         dropout = None if rates is None else (SEED, epoch * N_SAMPLES, rates)
         got_loss = kernel_train_epoch(
             p, order, batch_size, 0.1, True, sparse, kind, hyper, state_a, state_b, t,
-            one_row=one_row, n_parts=n_parts, threads=threads, cosine_steps=options.get("cosine_steps"),
+            one_row=one_row, n_parts=n_parts, threads=threads, schedule=options.get("schedule"),
             max_grad_norm=options.get("max_grad_norm"), dropout=dropout,
         )
         losses.append(got_loss)
@@ -53,7 +54,7 @@ def run_two_epochs(rng, p, batch_size, solver, options, sparse=False, one_row=Fa
             want_loss, want_t = naive.train_epoch(
                 p.X, p.Y, p.sample_weight, order, batch_size, params, p.sizes, p.activations,
                 0.1, p.loss, p.loss_scale, p.eps, True, kind, hyper, want_a, want_b, want_t,
-                max_grad_norm=options.get("max_grad_norm"), cosine_steps=options.get("cosine_steps"),
+                max_grad_norm=options.get("max_grad_norm"), schedule=options.get("schedule"),
                 dropout=dropout,
             )
             assert np.isfinite(want_loss)
@@ -95,13 +96,13 @@ def test_train_epoch_options_csr(rng, solver):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("solver", ["nesterov", "adam"])
-@pytest.mark.parametrize("option", ["clip", "cosine"])
+@pytest.mark.parametrize("option", ["clip", "cosine", "warmup"])
 def test_train_epoch_one_row_options(rng, dtype, solver, option):
     # wide and narrow layers: the one-row kernel orders their loops differently
     p = Problem(rng, dtype, ["tanh", "logistic"], "log_loss", "softmax", weighted=True, hidden_sizes=(9, 3))
     options = dict(OPTIONS[option])
-    if option == "cosine":
-        options["cosine_steps"] = 17  # 22 one-row steps
+    if option in ("cosine", "warmup"):
+        options["schedule"] = (17, 0 if option == "cosine" else 4)  # 22 one-row steps
     if option == "clip":
         options["max_grad_norm"] = 0.2
     run_two_epochs(rng, p, 1, solver, options, one_row=True)
@@ -111,7 +112,7 @@ def test_one_row_and_batched_kernels_agree_with_clipping(rng):
     p = problem(rng, np.float64)
     q = problem(np.random.RandomState(0), np.float64)
     q.params[:] = p.params
-    options = {"max_grad_norm": 0.05, "cosine_steps": 15}
+    options = {"max_grad_norm": 0.05, "schedule": (15, 3)}
     one_row = run_two_epochs(np.random.RandomState(1), p, 1, "adam", options, one_row=True, check=False)
     batched = run_two_epochs(np.random.RandomState(1), q, 1, "adam", options, check=False)
     for a, b in zip(one_row, batched):
