@@ -498,7 +498,10 @@ class EpochTrainer:
     def __enter__(self):
         self._held = _parallel.threads_for(self.n_parts)
         n_threads = self._held.__enter__()
-        self._team = _parallel.EpochTeam(n_threads, np.zeros(n_threads + 2, dtype=np.int64))
+        # a process on one CPU never shares an epoch: its kernel compiles no thread code
+        # (on more CPUs one kernel serves every fit, threaded or not, so none compiles twice)
+        single_cpu = n_threads == 1 and _parallel.available_cores() == 1
+        self._team = _parallel.EpochTeam(n_threads, None if single_cpu else np.zeros(n_threads + 2, dtype=np.int64))
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):
