@@ -440,10 +440,14 @@ class EpochTrainer:
         Dropout rate of each hidden layer, in [0, 1); None for no dropout.
     dropout_seed : int, default=0
         Seed of the dropout masks, in [0, 2**63).
+    first_epoch : int, default=0
+        Number of the first epoch for the dropout masks; the others follow
+        (the masks depend on the seed and the epoch's number).
     """
 
     def __init__(self, network, params, X_input, Y, sample_weight, batch_size, optimizer, alpha,
-                 loss_scale=1.0, *, schedule=None, max_grad_norm=None, dropout=None, dropout_seed=0):
+                 loss_scale=1.0, *, schedule=None, max_grad_norm=None, dropout=None, dropout_seed=0,
+                 first_epoch=0):
         self.one_row = batch_size == 1 and not X_input.sparse and dropout is None
         self.params = params
         self.optimizer = optimizer
@@ -476,7 +480,7 @@ class EpochTrainer:
             )
         else:
             if dropout is not None:
-                self._seed_epoch = np.array([dropout_seed, 0], dtype=np.uint64)
+                self._seed_epoch = np.array([dropout_seed, first_epoch], dtype=np.uint64)
                 dropout = (
                     aligned_empty(acts.shape, dtype), aligned_empty(acts.shape, dtype), self._seed_epoch,
                     np.array([dropout_threshold(rate) for rate in dropout], dtype=np.uint64),
@@ -512,12 +516,8 @@ class EpochTrainer:
         finally:
             held.__exit__(exc_type, exc_value, traceback)
 
-    def run(self, order, epoch=0):
-        """Train one epoch over the rows ``order`` (int64); return the sum over batches of loss times rows.
-
-        ``epoch`` numbers the epoch for the dropout masks: any integer in
-        [0, 2**64) that differs between the epochs of a fit.
-        """
+    def run(self, order):
+        """Train one epoch over the rows ``order`` (int64); return the sum over batches of loss times rows."""
         if self.order.shape != order.shape:
             # the team's workers keep the arrays of the first epoch: the order is rewritten in place
             if self._team.started:
@@ -525,8 +525,6 @@ class EpochTrainer:
             self.order = np.empty_like(order)
         self.order[:] = order
         self.hyper[:] = self.optimizer.hyper()
-        if self._seed_epoch is not None:
-            self._seed_epoch[1] = epoch
         if self.one_row:
             arrays = self._arrays[:3] + (self.order,) + self._arrays[4:]
             return kernels.train_epoch_one_row(*arrays)
@@ -535,7 +533,10 @@ class EpochTrainer:
         def epoch_call(thread, n_threads):
             return kernels.train_epoch(*arrays, thread, n_threads, self._team.sync)
 
-        return self._team.run(epoch_call)
+        loss_sum = self._team.run(epoch_call)
+        if self._seed_epoch is not None:  # the next epoch's masks
+            self._seed_epoch[1] += 1
+        return loss_sum
 
 
 def dropout_threshold(rate):

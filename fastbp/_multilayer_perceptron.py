@@ -855,6 +855,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                 self.max_iter, -(-n_samples // batch_size), self.warmup_fraction
             ),
             max_grad_norm=self.max_grad_norm, dropout=dropout, dropout_seed=dropout_seed,
+            # t_ + k numbers epoch k of this call: the epochs of earlier calls have smaller numbers
+            first_epoch=self.t_,
         )
         with trainer:
             try:
@@ -866,8 +868,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
                     if nonpositive_weights:
                         _check_batch_weights(weights, order, batch_size)
                     callbacks.epoch_begins()
-                    # t_ numbers the epoch's dropout masks: it differs between all epochs of a model
-                    loss = trainer.run(np.ascontiguousarray(order, dtype=np.int64), epoch=self.t_) / n_samples
+                    loss = trainer.run(np.ascontiguousarray(order, dtype=np.int64)) / n_samples
                     diverged = not (np.isfinite(loss) and np.isfinite(params).all())
                     if diverged and not early_stopping:
                         raise _diverged(params, loss, f"in epoch {self.n_iter_ + 1}")
@@ -1246,9 +1247,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         and back-propagation multiplies by the same mask; predictions use
         every unit. One number for every hidden layer or one per hidden
         layer. The masks come from a generator seeded from ``random_state``
-        and depend only on it, the epoch (``t_`` before it), the sample and
-        the unit: a fit is reproducible and gives the same bits on any
-        number of threads. The loss ``loss_curve_`` records is that of the
+        and depend only on it, the epoch, the sample and the unit: a fit is
+        reproducible and gives the same bits on any number of threads. The loss ``loss_curve_`` records is that of the
         masked network. Only with 'sgd' and 'adam' ('lbfgs' raises a
         ValueError). (fastbp addition.)
     max_grad_norm : float or None, default=None
@@ -1716,9 +1716,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         and back-propagation multiplies by the same mask; predictions use
         every unit. One number for every hidden layer or one per hidden
         layer. The masks come from a generator seeded from ``random_state``
-        and depend only on it, the epoch (``t_`` before it), the sample and
-        the unit: a fit is reproducible and gives the same bits on any
-        number of threads. The loss ``loss_curve_`` records is that of the
+        and depend only on it, the epoch, the sample and the unit: a fit is
+        reproducible and gives the same bits on any number of threads. The loss ``loss_curve_`` records is that of the
         masked network. Only with 'sgd' and 'adam' ('lbfgs' raises a
         ValueError). (fastbp addition.)
     max_grad_norm : float or None, default=None
