@@ -3,10 +3,8 @@
 The kernels' vectorised loops load and store 64 bytes at a time (AVX-512)
 over the flat parameter buffer, the optimizer state and the work buffers.
 NumPy aligns a small array to 16 bytes only, so whether those loads cross
-cache lines changed from one fit to the next. Measured on the one-row epoch
-(20-32-1, float64, sgd, 20,000 rows): 8.3-8.4 ms with the parameters and
-the velocity both 0 or 32 bytes past a 64-byte boundary, 8.8-9.3 ms with
-the velocity 16 or 48 bytes past one, 9.8-10.9 ms with the parameters so.
+cache lines, and how fast an epoch ran, changed from one fit to the next
+(``benchmarks/RESULTS.md``, "Measurements that were in the code").
 """
 
 import math

@@ -29,7 +29,6 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_array, check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.fixes import parse_version, sp_version
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.optimize import _check_optimize_result
@@ -260,6 +259,9 @@ def _check_batch_weights(weights, order, batch_size):
 class _EpochCallbacks:
     """``sklearn.callback`` hooks around a fit and its epochs; no-ops without callbacks.
 
+    An epoch is a subtask of the fit named ``task_name``: an epoch of a
+    stochastic solver, or an iteration of L-BFGS.
+
     Parameters
     ----------
     estimator : BaseMultilayerPerceptron
@@ -274,10 +276,13 @@ class _EpochCallbacks:
         The network trained.
     params : ndarray of shape (n_params,)
         The parameters being trained (published only when the fit succeeds).
+    task_name : str, default="epoch"
+        The name of the epochs' tasks.
     """
 
-    def __init__(self, estimator, X, y, incremental, network, params):
+    def __init__(self, estimator, X, y, incremental, network, params, task_name="epoch"):
         self.estimator = estimator
+        self.task_name = task_name
         self.context = None
         self.epoch = None
         if incremental or not getattr(estimator, "_skl_callbacks", None):
@@ -295,7 +300,7 @@ class _EpochCallbacks:
 
     def epoch_begins(self):
         if self.context is not None:
-            self.epoch = self.context.subcontext(task_name="epoch")
+            self.epoch = self.context.subcontext(task_name=self.task_name)
             self.epoch.call_on_fit_task_begin(estimator=self.estimator, X=self.X, y=self.y)
 
     def epoch_ends(self):
@@ -374,6 +379,16 @@ def _fitted_label_binarizer(y):
 def estimator_network(estimator):
     """The network of a fitted fastbp estimator, whose flat buffer ``coefs_`` / ``intercepts_`` view."""
     return estimator._get_network()
+
+
+def check_parameters(estimator):
+    """Raise the error ``estimator.fit`` would raise for its constructor parameters, without fitting.
+
+    scikit-learn's parameter table, then fastbp's own checks of the values
+    the table lets through.
+    """
+    estimator._validate_params()
+    _layer_sizes(estimator.hidden_layer_sizes)
 
 
 def training_state(estimator):
@@ -750,29 +765,63 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         return Y, weights
 
     def _fit_lbfgs(self, X, y, sample_weight, network, params):
+        """Minimise the full-data objective with SciPy's L-BFGS-B, reporting each iteration.
+
+        After each iteration the verbose line is printed and the callbacks'
+        hooks run; a callback asking to stop ends the fit with the weights
+        and ``n_iter_`` of that iteration, without a ConvergenceWarning.
+        """
         X_input = KernelInput(X, network.dtype)
         Y, weights = self._training_arrays(X, y, sample_weight, network)
         _, loss_scale = self._kernel_loss()
         objective = _engine.Objective(network, X_input, Y, weights, self.alpha, loss_scale)
+        callbacks = _EpochCallbacks(self, X, y, False, network, params, task_name="lbfgs-iter")
+        last = {}  # loss and float64 gradient at params, the point evaluated last
+        stopped = []
 
         def loss_grad(packed):
+            if callbacks.epoch is None:  # an iteration begins with its first evaluation
+                callbacks.epoch_begins()
             params[:] = packed
             loss, grad = objective(params)
-            return loss, grad.astype(np.float64)
+            last.update(loss=loss, grad=grad.astype(np.float64))
+            return loss, last["grad"]
 
-        iprint = 1 if (self.verbose is True or self.verbose >= 1) else -1
-        extra = {} if sp_version >= parse_version("1.15") else {"iprint": iprint}
-        with objective:
-            opt_res = scipy.optimize.minimize(
-                loss_grad,
-                params.astype(np.float64),
-                method="L-BFGS-B",
-                jac=True,
-                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol, **extra},
-            )
+        # SciPy passes an OptimizeResult to a callback whose one parameter has this name
+        def iteration_ends(intermediate_result):
+            x = intermediate_result.x.astype(params.dtype, copy=False)
+            if not np.array_equal(params, x):  # SciPy evaluated elsewhere after accepting x
+                params[:] = x
+                loss, grad = objective(params)
+                last.update(loss=loss, grad=grad.astype(np.float64))
+            self.n_iter_ += 1
+            self.loss_ = float(last["loss"])
+            if self.verbose:
+                print(
+                    "Iteration %d, loss = %.8f, gradient inf-norm = %.8e"
+                    % (self.n_iter_, self.loss_, np.abs(last["grad"]).max())
+                )
+            if callbacks.epoch_ends():
+                stopped.append(self.n_iter_)
+                raise StopIteration  # SciPy >= 1.11 ends the optimisation at this iterate
+
+        self.n_iter_ = 0
+        try:
+            with objective:
+                opt_res = scipy.optimize.minimize(
+                    loss_grad,
+                    params.astype(np.float64),
+                    method="L-BFGS-B",
+                    jac=True,
+                    options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+                    callback=iteration_ends,
+                )
+        finally:
+            callbacks.close()
         if not np.isfinite(opt_res.fun):
             raise _diverged(params, opt_res.fun, "in L-BFGS")
-        self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
+        if not stopped:
+            self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
         self.loss_ = opt_res.fun
         params[:] = opt_res.x
 
@@ -1178,7 +1227,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     alpha : float, default=0.0001
         Strength of the L2 regularization term, divided by the sample weight
         sum when added to the loss.
-    batch_size : int, default='auto'
+    batch_size : {'auto'} or int, default='auto'
         Size of minibatches for stochastic optimizers; 'auto' is
         ``min(200, n_samples)``.
     learning_rate : {'constant', 'invscaling', 'adaptive', 'cosine'}, default='constant'
@@ -1204,7 +1253,12 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     tol : float, default=1e-4
         Tolerance for the optimization.
     verbose : bool, default=False
-        Whether to print progress messages to stdout.
+        Whether to print progress messages to stdout: ``Iteration N, loss =
+        L`` after each epoch of 'sgd' and 'adam' (as scikit-learn), and after
+        each iteration of 'lbfgs' (which scikit-learn does not report), with
+        the largest absolute component of the gradient, which L-BFGS stops on
+        when it falls to ``tol``: ``Iteration N, loss = L, gradient inf-norm
+        = G``. (fastbp addition for 'lbfgs'.)
     warm_start : bool, default=False
         Reuse the previous solution as initialization.
     momentum : float, default=0.9
@@ -1398,6 +1452,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             self._label_binarizer = _fitted_label_binarizer(y)
             self.classes_ = self._label_binarizer.classes_
         else:
+            self._check_label_columns(y)
             classes = unique_labels(y)
             if self.warm_start:
                 if set(classes) != set(self.classes_):
@@ -1569,12 +1624,20 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             The input data.
-        y : array-like of shape (n_samples,)
-            The target values.
+        y : {array-like, sparse matrix} of shape (n_samples,) or (n_samples, n_labels)
+            The target values: class labels, or a multilabel indicator
+            matrix of 0 and 1 (dense or sparse, as ``fit`` takes), of the
+            same form in every call.
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
         classes : array of shape (n_classes,), default=None
-            Classes across all calls to partial_fit; required on the first call.
+            Classes across all calls to partial_fit; required on the first
+            call. For class labels, ``np.unique(y_all)`` over the whole data
+            (a call's ``y`` need not hold every class). For a multilabel
+            indicator ``y``, the indices of its label columns,
+            ``np.arange(n_labels)``: the ``classes_`` that ``fit`` gives; every
+            call's ``y`` then has these ``n_labels`` columns. (scikit-learn
+            does not check ``classes`` against a multilabel ``y``.)
 
         Returns
         -------
@@ -1584,13 +1647,49 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         return self._fit(X, y, sample_weight=sample_weight, incremental=True, classes=classes)
 
     def _start_partial_fit(self, y, classes):
-        """Set up the labels on the first partial_fit call (checked on later ones)."""
+        """Set up the labels on the first partial_fit call (checked on later ones).
+
+        For a multilabel indicator ``y``, ``classes`` must be the indices of
+        its label columns, ``np.arange(n_labels)``: the ``classes_`` that
+        ``fit`` gives.
+        """
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
+                n_labels = np.shape(y)[1]
+                # integers first: NumPy < 1.25 warns when it compares strings with numbers
+                integers = self.classes_.dtype.kind in "iu"
+                if not (integers and np.array_equal(self.classes_, np.arange(n_labels))):
+                    raise ValueError(
+                        f"y is a multilabel indicator matrix of {n_labels} label columns: "
+                        f"classes must be the indices of its columns, np.arange({n_labels}) "
+                        "(the classes_ that fit gives), and every later y must have the same "
+                        f"columns; got classes={classes!r}."
+                    )
                 self._label_binarizer.fit(y)
             else:
                 self._label_binarizer.fit(classes)
+
+    def _check_label_columns(self, y):
+        """Raise ValueError unless ``y`` has the form of the targets the model was fitted on.
+
+        That is one label per row, or a multilabel indicator matrix with as
+        many label columns as ``classes_``.
+        """
+        n_labels = len(self.classes_)
+        if self._label_binarizer.y_type_.startswith("multilabel"):
+            if y.ndim == 2 and y.shape[1] == n_labels:
+                return
+            fitted = f"a multilabel indicator matrix of {n_labels} label columns"
+        else:
+            if y.ndim == 1:
+                return
+            fitted = f"one label per row (classes_ = {self.classes_})"
+        given = f"{y.shape[1]} columns" if y.ndim == 2 else "one label per row"
+        raise ValueError(
+            f"The model was fitted on {fitted}, but this y has {given}. Give targets of the "
+            "same form, or fit a new model to change them."
+        )
 
     def predict_log_proba(self, X):
         """Return the log of probability estimates.
@@ -1655,9 +1754,11 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
         The solver for weight optimization.
     alpha : float, default=0.0001
-        Strength of the L2 regularization term.
-    batch_size : int, default='auto'
-        Size of minibatches for stochastic optimizers.
+        Strength of the L2 regularization term, divided by the sample weight
+        sum when added to the loss.
+    batch_size : {'auto'} or int, default='auto'
+        Size of minibatches for stochastic optimizers; 'auto' is
+        ``min(200, n_samples)``.
     learning_rate : {'constant', 'invscaling', 'adaptive', 'cosine'}, default='constant'
         Learning rate schedule for weight updates: scikit-learn's three apply
         to 'sgd' only. 'cosine' (for 'sgd' and 'adam') decays the rate from
@@ -1681,7 +1782,12 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     tol : float, default=1e-4
         Tolerance for the optimization.
     verbose : bool, default=False
-        Whether to print progress messages to stdout.
+        Whether to print progress messages to stdout: ``Iteration N, loss =
+        L`` after each epoch of 'sgd' and 'adam' (as scikit-learn), and after
+        each iteration of 'lbfgs' (which scikit-learn does not report), with
+        the largest absolute component of the gradient, which L-BFGS stops on
+        when it falls to ``tol``: ``Iteration N, loss = L, gradient inf-norm
+        = G``. (fastbp addition for 'lbfgs'.)
     warm_start : bool, default=False
         Reuse the previous solution as initialization.
     momentum : float, default=0.9

@@ -61,6 +61,9 @@ def validate_targets(network, X_input, Y, sample_weight):
     sample_weight = _check_sample_weight(
         sample_weight, np.empty((X_input.n_samples, 0)), dtype=network.dtype, ensure_non_negative=True
     )
+    # scikit-learn 1.8+ says so itself; the objective divides by the weights' sum
+    if not (sample_weight > 0).any():
+        raise ValueError("Sample weights must contain at least one non-zero number.")
     return np.ascontiguousarray(Y), np.ascontiguousarray(sample_weight)
 
 

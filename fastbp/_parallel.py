@@ -44,7 +44,7 @@ lose by the cut; ``threadpool_limits(1)`` then keeps them on one thread.
 
 A thread waits for the others spinning, then yielding its core, then
 sleeping (``kernels._sync``). Pool workers wait for their next task
-spinning for about a millisecond (:data:`IDLE_SPINS`), as OpenMP runtimes
+spinning for under a millisecond (:data:`IDLE_SPINS`), as OpenMP runtimes
 do, so that calls in quick succession find them awake on their own cores,
 then sleep. No thread's CPU affinity is ever changed. The
 only process-wide setting changed is SciPy's BLAS thread count, set to 1
@@ -222,9 +222,9 @@ def threads_for(wanted):
             yield granted
 
 
-# Spins (about a millisecond: a pause instruction each, with a sched_yield
-# every 256) a worker waits for its next task before it sleeps. A worker
-# woken from sleep for each call starts late and on the caller's core.
+# Spins a worker waits for its next task before it sleeps (a pause each, a
+# sched_yield every 256; under a millisecond): a worker woken from sleep for
+# each call starts late, and on the caller's core.
 IDLE_SPINS = 1 << 14
 # Spins of a wait for work that is running (no bound: the wait sleeps
 # between checks once it lasts).

@@ -91,48 +91,53 @@ _TRUE_WORDS = {"true", "yes", "on", "1"}
 _FALSE_WORDS = {"false", "no", "off", "0"}
 
 
-def _parse_bool(text):
-    word = text.strip().lower()
-    if word in _TRUE_WORDS:
-        return True
-    if word in _FALSE_WORDS:
-        return False
-    return _FAIL
-
-
-def _parse_int(text):
+def _parse_number(text):
+    """An int for a whole-number literal, a float for another number (inf too), else _FAIL."""
     try:
         return int(text)
     except ValueError:
         pass
-    try:
-        value = float(text)
-    except ValueError:
-        return _FAIL
-    return int(value) if value.is_integer() else _FAIL
-
-
-def _parse_float(text):
     try:
         return float(text)
     except ValueError:
         return _FAIL
 
 
-def _parse_int_tuple(text):
-    """``"100,50"``, ``"(100, 50)"``, ``"[100 50]"`` or ``"100"`` -> a tuple of ints."""
-    parts = [p for p in re.split(r"[\s,]+", text.strip().strip("()[]")) if p]
-    values = tuple(_parse_int(p) for p in parts)
-    return _FAIL if any(v is _FAIL for v in values) else values
+def parse_value(text):
+    """The value a command-line string stands for.
+
+    'none' / 'null' is None; a number is an int or a float; a JSON object or
+    list is read as JSON (lists become tuples); a comma-separated list,
+    with or without parentheses, is a tuple of such values; anything else
+    is the string itself. Whether the value suits its parameter is the
+    estimator's to say (:func:`fastbp._multilayer_perceptron.check_parameters`).
+    """
+    word = text.strip()
+    if word.lower() in _NONE_WORDS:
+        return None
+    if word[:1] in "{[":
+        try:
+            value = json.loads(word)
+        except ValueError:
+            pass
+        else:
+            return tuple(value) if isinstance(value, list) else value
+    number = _parse_number(word)
+    if number is not _FAIL:
+        return number
+    inner = word[1:-1] if word[:1] == "(" and word[-1:] == ")" else word
+    if "," in inner or inner is not word:
+        return tuple(parse_value(item) for item in inner.split(",") if item.strip())
+    return word
 
 
 class ParamSpec:
-    """One estimator parameter: its defaults, accepted types and help line."""
+    """One estimator parameter: its defaults (per task), its type line and help from the docstring."""
 
     def __init__(self, name):
         self.name = name
         self.defaults = {}  # task -> default value
-        self.constraints = None
+        self.type_line = ""
         self.doc = ""
 
     @property
@@ -148,146 +153,44 @@ class ParamSpec:
         return "--" + self.name.replace("_", "-")
 
     def is_boolean(self):
-        if self.constraints:
-            kinds = [c for c in self.constraints if c is not None]
-            return bool(kinds) and all(c in ("boolean", "verbose") for c in kinds)
         return isinstance(self.default, bool)
 
-    def _constraints(self):
-        if self.constraints:
-            return list(self.constraints)
-        default = self.default
-        if isinstance(default, bool):
-            return ["boolean"]
-        if isinstance(default, tuple):
-            return ["array-like"]
-        return [type(default)] if default is not None else []
-
     def parse(self, text):
-        """The value a command-line string stands for, trying each accepted type in turn."""
-        constraints = self._constraints()
-        if text.strip().lower() in _NONE_WORDS and (None in constraints or self.default is None):
-            return None
-        for constraint in constraints:
-            value = _try_constraint(constraint, text.strip())
-            if value is not _FAIL:
-                return value
-        # No constraint table and an unknown default type: a JSON literal or the string itself.
-        if not self.constraints and self.default is None:
-            try:
-                return json.loads(text)
-            except ValueError:
-                return text
-        raise ValueError(f"invalid value {text!r} for {self.name}: expected {self.metavar()}")
+        """The value a command-line string stands for (see :func:`parse_value`)."""
+        if self.is_boolean():
+            word = text.strip().lower()
+            if word in _TRUE_WORDS | _FALSE_WORDS:
+                return word in _TRUE_WORDS
+            raise ValueError(f"invalid value {text!r} for {self.name}: expected true or false")
+        return self._shaped(parse_value(text))
 
     def coerce(self, value):
-        """A value read from a JSON/TOML config, made what the flag would give."""
-        if isinstance(value, str):
-            return self.parse(value)
-        constraints = self._constraints()
-        if isinstance(value, bool) and "boolean" not in constraints and "verbose" not in constraints:
-            raise ValueError(f"{self.name} takes {self.metavar()}, not {str(value).lower()}")
-        if "array-like" in constraints:
-            if isinstance(value, list):
-                if not all(isinstance(v, Integral) and not isinstance(v, bool) for v in value):
-                    raise ValueError(f"{self.name} takes a list of whole numbers, not {value!r}")
-                value = tuple(value)
-            elif isinstance(value, Integral):
-                value = (int(value),)
-            else:
-                raise ValueError(f"{self.name} takes a list of whole numbers, not {value!r}")
-        return value
+        """A value from a JSON/TOML config: a string as on the command line, anything else shaped.
 
-    def metavar(self):
-        pieces = []
-        constraints = self._constraints()
-        if "array-like" in constraints:  # one int is a one-element tuple
-            constraints = ["array-like"] + [c for c in constraints if c is None]
-        for constraint in constraints:
-            piece = _describe_constraint(constraint)
-            if piece and piece not in pieces:
-                pieces.append(piece)
-        if None in self._constraints() or (self.default is None and "none" not in pieces):
-            pieces.append("none")
-        return "|".join(pieces) or "VALUE"
+        A list becomes a tuple and, where the default is a tuple, one value a
+        one-element tuple; true/false is refused where the default is not a
+        boolean (scikit-learn would take it for 1 or 0).
+        """
+        return self.parse(value) if isinstance(value, str) else self._shaped(value)
+
+    def _shaped(self, value):
+        if isinstance(value, bool) and not self.is_boolean():
+            raise ValueError(f"{self.name} takes {self.type_line or 'a value'}, not {str(value).lower()}")
+        if isinstance(value, list):
+            value = tuple(value)
+        if isinstance(self.default, tuple) and not isinstance(value, (tuple, type(None))):
+            value = (value,)
+        return value
 
     def help(self):
         text = self.doc or self.name
-        default = self.default
-        if isinstance(default, tuple):
-            default = ",".join(str(v) for v in default)
+        if self.type_line:
+            text += f" [{self.type_line}]"
         if self.name == "random_state":
             text += f" (CLI default: {CLI_DEFAULT_RANDOM_STATE}; 'none' for scikit-learn's None)"
-        else:
-            text += f" (default: {default})"
         if len(self.tasks) == 1:
             text += f" [{next(iter(self.tasks))} only]"
         return text.replace("%", "%%")
-
-
-def _try_constraint(constraint, text):
-    from sklearn.utils._param_validation import Interval, Options, StrOptions
-
-    if isinstance(constraint, str):
-        if constraint == "boolean":
-            return _parse_bool(text)
-        if constraint == "verbose":
-            value = _parse_bool(text)
-            return value if value is not _FAIL else _parse_int(text)
-        if constraint == "random_state":
-            return _parse_int(text)
-        if constraint == "array-like":
-            return _parse_int_tuple(text)
-        return _FAIL
-    if isinstance(constraint, StrOptions):
-        return text if text in constraint.options else _FAIL
-    if isinstance(constraint, Options):
-        value = _parse_float(text) if constraint.type is not str else text
-        return value if value is not _FAIL and value in constraint.options else _FAIL
-    if isinstance(constraint, Interval):
-        return _parse_int(text) if constraint.type is Integral else _parse_float(text)
-    if constraint in (dict, list):
-        try:
-            value = json.loads(text)
-        except ValueError:
-            return _FAIL
-        return value if isinstance(value, constraint) else _FAIL
-    if constraint is bool:
-        return _parse_bool(text)
-    if constraint is int:
-        return _parse_int(text)
-    if constraint is float:
-        return _parse_float(text)
-    if constraint is str:
-        return text
-    return _FAIL
-
-
-def _describe_constraint(constraint):
-    from sklearn.utils._param_validation import Interval, Options, StrOptions
-
-    if constraint is None:
-        return None
-    if isinstance(constraint, str):
-        return {
-            "boolean": "true|false",
-            "verbose": "true|false|INT",
-            "random_state": "INT",
-            "array-like": "N[,N...]",
-        }.get(constraint)
-    if isinstance(constraint, StrOptions):
-        return "|".join(sorted(o for o in constraint.options if o not in constraint.deprecated))
-    if isinstance(constraint, Options):
-        return "|".join(sorted(str(o) for o in constraint.options))
-    if isinstance(constraint, Interval):
-        return "INT" if constraint.type is Integral else "FLOAT"
-    if constraint is dict:
-        return "JSON"
-    if constraint is list:
-        return "JSON"
-    if isinstance(constraint, type):
-        return constraint.__name__.upper()
-    return None
 
 
 def _estimator_classes():
@@ -296,38 +199,51 @@ def _estimator_classes():
     return {"classification": MLPClassifier, "regression": MLPRegressor}
 
 
-def _param_docs(cls):
-    """First sentence of each parameter's description in the class's numpydoc docstring."""
-    doc = inspect.getdoc(cls) or ""
-    match = re.search(r"^Parameters\n-+\n(.*?)(?:\n\n\S[^\n]*\n-+\n|\Z)", doc, re.S | re.M)
-    docs, name, lines = {}, None, []
-    for line in (match.group(1) if match else "").splitlines():
-        head = re.match(r"^(\w+) :", line)
-        if head:
+def parameter_docs(cls):
+    """``{name: (type line, first sentence)}`` from the Parameters section of ``cls``'s numpydoc docstring.
+
+    fastbp's own docstrings follow numpydoc: a line ``name : type`` at the
+    section's indentation, then the description indented below it, up to
+    the next section's underlined title.
+    """
+    lines = (inspect.getdoc(cls) or "").splitlines()
+    docs, name, type_line, description = {}, None, "", []
+    in_section = False
+    for line, underline in zip(lines, lines[1:] + [""]):
+        if underline and set(underline) == {"-"} and len(underline) == len(line):
             if name:
-                docs[name] = " ".join(lines)
-            name, lines = head.group(1), []
+                docs[name] = (type_line, description)
+            in_section, name = line == "Parameters", None
+            continue
+        if not in_section or set(line) == {"-"}:
+            continue
+        if line and not line[0].isspace() and " : " in line:
+            if name:
+                docs[name] = (type_line, description)
+            name, _, type_line = line.partition(" : ")
+            description = []
         elif name and line.strip():
-            lines.append(line.strip())
-    if name:
-        docs[name] = " ".join(lines)
-    return {k: re.split(r"(?<=\.)\s", v, maxsplit=1)[0].replace("``", "'") for k, v in docs.items()}
+            description.append(line.strip())
+    if name and in_section:
+        docs[name] = (type_line, description)
+    return {k: (kind, _first_sentence(" ".join(words))) for k, (kind, words) in docs.items()}
+
+
+def _first_sentence(text):
+    end = text.find(". ")
+    return (text if end < 0 else text[: end + 1]).replace("``", "'")
 
 
 def _param_specs():
     """Every parameter of the classifier and the regressor, in signature order."""
     specs = {}
     for task, cls in _estimator_classes().items():
-        docs = _param_docs(cls)
-        constraints = getattr(cls, "_parameter_constraints", {})
-        signature = list(inspect.signature(cls).parameters)
+        docs = parameter_docs(cls)
         params = cls().get_params(deep=False)
-        for name in sorted(params, key=lambda n: signature.index(n) if n in signature else len(signature)):
+        for name in inspect.signature(cls).parameters:
             spec = specs.setdefault(name, ParamSpec(name))
             spec.defaults[task] = params[name]
-            if spec.constraints is None and name in constraints:
-                spec.constraints = list(constraints[name])
-            spec.doc = spec.doc or docs.get(name, "")
+            spec.type_line, spec.doc = docs.get(name, (spec.type_line, spec.doc))
     return specs
 
 
@@ -446,7 +362,7 @@ def build_parser(specs=None):
             group.add_argument(spec.flag, dest=dest, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=spec.help())
         else:
-            group.add_argument(spec.flag, dest=dest, type=_ParamType(spec), metavar=spec.metavar(),
+            group.add_argument(spec.flag, dest=dest, type=_ParamType(spec), metavar="VALUE",
                                default=argparse.SUPPRESS, help=spec.help())
     train.set_defaults(func=_cmd_train, specs=specs)
 
@@ -868,7 +784,7 @@ class EpochProgress(io.TextIOBase):
     for verbose output.
     """
 
-    _ITERATION = re.compile(r"^Iteration (\d+), loss = (\S+)")
+    _ITERATION = re.compile(r"^Iteration (\d+), loss = ([^\s,]+)")
     _VALIDATION = re.compile(r"^Validation score: (\S+)")
 
     def __init__(self, total, stream, echo=None, width=24):
@@ -1125,9 +1041,9 @@ def _align_class_weight(value, y):
     aligned = {}
     for key, weight in value.items():
         if isinstance(key, str):
-            number = _parse_float(key)
+            number = _parse_number(key)
             if number is not _FAIL:
-                key = int(number) if y.dtype.kind in "iu" and number.is_integer() else number
+                key = int(number) if y.dtype.kind in "iu" and float(number).is_integer() else number
         aligned[key] = weight
     return aligned
 
@@ -1140,7 +1056,7 @@ def _architecture(model, n_features):
 
 def _cmd_train(args):
     import fastbp
-    from sklearn.utils._param_validation import InvalidParameterError
+    from fastbp._multilayer_perceptron import check_parameters
 
     specs = args.specs
     if args.model_out == "":
@@ -1186,6 +1102,10 @@ def _cmd_train(args):
         params["class_weight"] = _align_class_weight(params["class_weight"], data.y)
     cls = _estimator_classes()[task]
     model = cls(**{k: v for k, v in params.items() if task in specs[k].tasks})
+    try:
+        check_parameters(model)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(EXIT_USAGE, f"invalid estimator parameter: {exc}") from exc
     if args.plot_out:
         _check_plotting(args.plot_out)
         if model.solver == "lbfgs":
@@ -1210,8 +1130,6 @@ def _cmd_train(args):
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     try:
         fit_seconds, caught = _fit(model, X_train, y_train, progress)
-    except InvalidParameterError as exc:
-        raise CLIError(EXIT_USAGE, f"invalid estimator parameter: {exc}") from exc
     except (ValueError, MemoryError) as exc:  # the estimator's own checks of the data and parameters
         raise CLIError(EXIT_DATA, f"cannot train on {data.source}: {exc}") from exc
     for message in caught:

@@ -2,11 +2,10 @@
 
 A 2-D view of a 1-D buffer without Numba's general reshape:
 
-``ndarray.reshape`` in a kernel calls a C helper that handles every layout
-(~12 ns a call); the kernels take many small 2-D views of their flat
-buffers per mini-batch (per row in the one-row kernel), where that adds up
-(20-32-1, one row at a time: ~10 views per row). :func:`matrix_view` builds
-the view of a C-contiguous buffer directly (~1 ns).
+``ndarray.reshape`` in a kernel calls a C helper that handles every layout;
+the kernels take many small 2-D views of their flat buffers per mini-batch
+(about ten per row in the one-row kernel), where that adds up.
+:func:`matrix_view` builds the view of a C-contiguous buffer directly.
 
 :func:`prefetch_row` asks the CPU to start loading a row of a large array
 that a loop will read next, so that a row drawn at random from a matrix

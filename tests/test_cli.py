@@ -438,14 +438,15 @@ ERROR_CASES = {
     "plot file without an image format": (["train", "animals.csv", "--plot-out", "out/curve.xyz"], 2,
                                           "--plot-out out/curve.xyz: the file name must end in the image "
                                           "format, one of "),
-    "estimator refuses the parameters": (["train", "animals.csv", "--hidden-layer-sizes", "0"], 4,
-                                         "cannot train on animals.csv: hidden_layer_sizes must be > 0"),
+    "estimator refuses the parameters": (["train", "animals.csv", "--hidden-layer-sizes", "0"], 2,
+                                         "invalid estimator parameter: hidden_layer_sizes must be > 0"),
     "continuous target for a classifier": (["evaluate", "out/ints.fbp", "continuous.csv"], 4,
                                            "cannot score out/ints.fbp on continuous.csv: "),
     "unknown --param": (["train", "animals.csv", "--param", "hiden_layer_sizes=3"], 2,
                         "unknown estimator parameter 'hiden_layer_sizes'"),
     "unparsable flag value": (["train", "animals.csv", "--max-iter", "many"], 2,
-                              "argument --max-iter: invalid value 'many'"),
+                              "The 'max_iter' parameter of MLPClassifier must be an int in the "
+                              "range [1, inf). Got 'many' instead."),
     "value out of range": (["train", "animals.csv", "--alpha", "-1"], 2, "invalid estimator parameter"),
     "parameter of the other task": (["train", "animals.csv", "--loss", "poisson"], 2,
                                     "'loss' applies to regression only"),
@@ -584,21 +585,45 @@ def test_config_values_coerce(name, value, expected):
 
 
 @pytest.mark.parametrize("name, value, message", [
-    ("max_iter", True, "max_iter takes INT, not true"),
+    ("max_iter", True, "max_iter takes int, default=200, not true"),
     ("alpha", False, "alpha takes"),
-    ("hidden_layer_sizes", [1.5], r"hidden_layer_sizes takes a list of whole numbers, not \[1.5\]"),
-    ("hidden_layer_sizes", [True], "hidden_layer_sizes takes a list of whole numbers"),
-    ("hidden_layer_sizes", {"a": 1}, "hidden_layer_sizes takes a list of whole numbers"),
 ])
-def test_config_values_of_the_wrong_type_are_rejected(name, value, message):
+def test_config_booleans_for_other_parameters_are_rejected(name, value, message):
     with pytest.raises(ValueError, match=message):
         cli._param_specs()[name].coerce(value)
 
 
-@pytest.mark.parametrize("name, text", [("solver", "newton"), ("max_iter", "1.5"), ("batch_size", "big")])
-def test_bad_parameter_values_are_rejected(name, text):
-    with pytest.raises(ValueError, match=name):
-        cli._param_specs()[name].parse(text)
+@pytest.mark.parametrize("args, name", [
+    (["--solver", "newton"], "solver"),
+    (["--max-iter", "1.5"], "max_iter"),
+    (["--batch-size", "big"], "batch_size"),
+    (["--hidden-layer-sizes", "1.5"], "hidden_layer_sizes"),
+    (["--param", "hidden_layer_sizes=[true]"], "hidden_layer_sizes"),
+    (["--param", 'hidden_layer_sizes={"a": 1}'], "hidden_layer_sizes"),
+    (["--activation", "swish2"], "activation"),
+])
+def test_bad_parameter_values_are_refused_by_the_estimator_before_training(args, name, capsys):
+    assert cli.main(["train", "--no-progress", *args]) == 2
+    err = capsys.readouterr().err
+    assert "invalid estimator parameter" in err and name in err
+
+
+def test_every_parameter_has_help_from_the_docstring():
+    specs = cli._param_specs()
+    for name, spec in specs.items():
+        assert spec.doc and spec.doc != name and spec.type_line, name
+    assert specs["activation"].type_line.startswith("{")
+    assert "default='relu'" in specs["activation"].type_line
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("none", None), ("3", 3), ("2.5", 2.5), ("inf", float("inf")), ("relu", "relu"),
+    ("gelu,tanh", ("gelu", "tanh")), ("(0.1, 0.2)", (0.1, 0.2)), ("[1, 2]", (1, 2)),
+    ('{"0": 2}', {"0": 2}),
+])
+def test_values_parse_without_knowing_the_parameter(text, expected):
+    value = cli.parse_value(text)
+    assert value == expected and type(value) is type(expected)
 
 
 @pytest.mark.parametrize("y, task", [

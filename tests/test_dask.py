@@ -9,6 +9,9 @@ called before any task runs. What is checked:
 - ``GridSearchCV`` under ``joblib.parallel_backend("dask")`` runs its fits on
   the workers and gives exactly the serial run's ``best_params_``,
   ``cv_results_`` scores and best-estimator predictions;
+- dask-ml's ``HyperbandSearchCV`` trains with ``partial_fit`` on the workers,
+  and each model's score equals that of the same calls made serially (skipped
+  where dask-ml's adaptive searches fail on the installed dask);
 - ``incremental_fit`` over a dask array of several chunks (through dask-ml's
   ``Incremental`` and through the plain-dask chain) gives exactly the weights
   of ``partial_fit`` called serially on the same blocks in the same order;
@@ -131,6 +134,57 @@ def test_grid_search_on_dask_backend_equals_serial(dask_env, kind):
     for key in scores:
         assert_array_equal(spread.cv_results_[key], serial.cv_results_[key], err_msg=key)
     assert_array_equal(spread.best_estimator_.predict(X), serial.best_estimator_.predict(X))
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_hyperband_search_on_the_cluster_equals_serial_partial_fit(dask_env, kind):
+    """dask-ml's HyperbandSearchCV trains and scores fastbp models with partial_fit on the
+    workers; every model's score, and the best model's weights, are those of the same
+    partial_fit calls made here on the same split (one training block, so every call
+    trains on all of it)."""
+    model_selection = pytest.importorskip("dask_ml.model_selection")
+    client = dask_env["client"]
+    X, y, estimator = _problem(kind, n_samples=160)
+    X_dask, y_dask = da.from_array(X, chunks=(160, 5)), da.from_array(y, chunks=160)
+    fit_params = {"classes": np.unique(y)} if kind == "classifier" else {}
+    search = model_selection.HyperbandSearchCV(
+        estimator,
+        {"alpha": [1e-4, 1e-2, 1.0], "hidden_layer_sizes": [(4,), (8,)]},
+        max_iter=3,
+        test_size=0.25,
+        random_state=0,
+    )
+    with get_task_stream(client) as stream:
+        try:
+            search.fit(X_dask, y_dask, **fit_params)
+        except RuntimeError as exc:
+            if "asynchronous Client in a synchronous context" not in str(exc):
+                raise
+            pytest.skip("dask-ml's adaptive searches fail on dask >= 2025.3 (dask/dask-ml#1016)")
+
+    ran_on = {task["worker"] for task in stream.data}
+    assert ran_on and ran_on <= _cluster_workers(client)
+    splits = {}
+    for bracket in search.metadata_["brackets"]:
+        sha = bracket["SuccessiveHalvingSearchCV params"]
+        split = model_selection.train_test_split(
+            X_dask, y_dask, test_size=sha["test_size"], random_state=sha["random_state"],
+            shuffle=True,
+        )
+        assert split[0].numblocks == (1, 1)
+        splits[bracket["bracket"]] = dask.compute(*split)
+    results = search.cv_results_
+    assert len(results["params"]) == search.metadata_["n_models"] > 1
+    assert set(results["partial_fit_calls"]) == {1, 3}
+    for i, params in enumerate(results["params"]):
+        X_train, X_test, y_train, y_test = splits[results["bracket"][i]]
+        serial = clone(estimator).set_params(**params)
+        for _ in range(results["partial_fit_calls"][i]):
+            serial.partial_fit(X_train, y_train, **fit_params)
+        assert results["test_score"][i] == serial.score(X_test, y_test)
+        if i == search.best_index_:
+            _assert_same_weights(search.best_estimator_, serial)
+            assert search.best_score_ == serial.score(X_test, y_test)
 
 
 # --- out-of-core training over a dask array ----------------------------------

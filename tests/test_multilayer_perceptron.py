@@ -1,8 +1,15 @@
 """MLPClassifier / MLPRegressor: parameters checked at fit time; a deliberate difference."""
 
+import importlib.util
+import re
+import warnings
+
 import numpy as np
 import pytest
+import scipy.optimize
+import scipy.sparse as sp
 from numpy.testing import assert_array_equal
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from sklearn.neural_network import MLPRegressor as SkMLPRegressor
 
@@ -398,3 +405,303 @@ def test_warmup_fraction_rises_then_decays_and_needs_cosine(digits_like):
     first_warm = warm.partial_fit(X, y, classes=[0, 1, 2])
     np.testing.assert_allclose(flat_weights(first_warm) - flat_weights(start),
                                (flat_weights(first_plain) - flat_weights(start)) / 4, rtol=1e-9, atol=1e-15)
+
+
+# ---------------------------------------------------------------------------
+# L-BFGS progress: a verbose line and the callbacks' hooks per iteration
+# ---------------------------------------------------------------------------
+
+LBFGS_LINE = re.compile(
+    r"^Iteration (\d+), loss = (\d+\.\d{8}), gradient inf-norm = (\d\.\d{8}e[+-]\d+)$"
+)
+
+needs_callbacks = pytest.mark.skipif(
+    importlib.util.find_spec("sklearn.callback") is None,
+    reason="scikit-learn has no sklearn.callback",
+)
+
+
+def _lbfgs_problem(kind, rng):
+    X = rng.normal(size=(60, 5))
+    z = X @ rng.normal(size=(5, 3))
+    if kind == "MLPClassifier":
+        return X, np.argmax(z, axis=1), (MLPClassifier, SkMLPClassifier)
+    return X, z[:, :2], (MLPRegressor, SkMLPRegressor)
+
+
+def _same_weights(a, b):
+    pairs = zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_)
+    return all(np.array_equal(u, v) for u, v in pairs)
+
+
+class _LbfgsSpy:
+    """Stands in for scipy.optimize.minimize and keeps what it returned."""
+
+    def __init__(self, minimize):
+        self.minimize, self.results = minimize, []
+
+    def __call__(self, *args, **kwargs):
+        self.results.append(self.minimize(*args, **kwargs))
+        return self.results[-1]
+
+
+@pytest.mark.parametrize("kind", ["MLPClassifier", "MLPRegressor"])
+def test_lbfgs_verbose_prints_each_iteration_with_scikit_learns_loss(kind, rng, capsys, monkeypatch):
+    """Line k holds the loss scikit-learn's L-BFGS reaches with max_iter=k, and the last
+    line the largest absolute component of the gradient SciPy ends with."""
+    X, y, (ours, theirs) = _lbfgs_problem(kind, rng)
+    params = dict(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=5, random_state=0)
+    spy = _LbfgsSpy(scipy.optimize.minimize)
+    monkeypatch.setattr(scipy.optimize, "minimize", spy)
+    model = ours(**params, verbose=True).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    matches = [LBFGS_LINE.fullmatch(line) for line in lines]
+    assert all(matches), lines
+    assert [int(m.group(1)) for m in matches] == list(range(1, model.n_iter_ + 1))
+    assert model.n_iter_ == 5
+    losses = [float(m.group(2)) for m in matches]
+    expected = [theirs(**{**params, "max_iter": k}).fit(X, y).loss_ for k in range(1, 6)]
+    np.testing.assert_allclose(losses, expected, rtol=0, atol=1e-8)
+    assert matches[-1].group(3) == "%.8e" % np.abs(spy.results[-1].jac).max()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lbfgs_verbose_changes_nothing_and_prints_nothing_when_off(dtype, rng, capsys):
+    X, y, _ = _lbfgs_problem("MLPClassifier", rng)
+    X = X.astype(dtype)
+    quiet = MLPClassifier((6,), solver="lbfgs", max_iter=30, random_state=0).fit(X, y)
+    assert capsys.readouterr().out == ""
+    loud = MLPClassifier((6,), solver="lbfgs", max_iter=30, random_state=0, verbose=True).fit(X, y)
+    assert len(capsys.readouterr().out.splitlines()) == loud.n_iter_ == quiet.n_iter_
+    assert _same_weights(loud, quiet) and loud.loss_ == quiet.loss_
+
+
+def test_lbfgs_reports_the_accepted_iterate_when_scipy_evaluated_elsewhere_after_it(rng, capsys,
+                                                                                 monkeypatch):
+    """The gradient of a verbose line is the one at the iterate SciPy passes to the callback,
+    also when the last point evaluated was another (SciPy does not do so today)."""
+    X, y, _ = _lbfgs_problem("MLPRegressor", rng)
+    params = dict(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=6, random_state=0, verbose=True)
+    plain = MLPRegressor(**params).fit(X, y)
+    expected = capsys.readouterr().out
+    minimize = scipy.optimize.minimize
+
+    def evaluating_elsewhere(fun, x0, callback, **kwargs):
+        # named as fastbp's: SciPy passes an OptimizeResult to a callback with this parameter
+        def evaluate_elsewhere_first(intermediate_result):
+            fun(intermediate_result.x + 0.5)
+            callback(intermediate_result)
+
+        return minimize(fun, x0, callback=evaluate_elsewhere_first, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "minimize", evaluating_elsewhere)
+    detoured = MLPRegressor(**params).fit(X, y)
+    assert capsys.readouterr().out == expected
+    assert _same_weights(detoured, plain) and detoured.loss_ == plain.loss_
+
+
+class _IterationRecorder:
+    """A FitCallback recording its hooks; asks to stop at the end of iteration ``stop_at``."""
+
+    def __init__(self, stop_at=None):
+        self.stop_at, self.log, self.models = stop_at, [], []
+
+    def setup(self, estimator, context):
+        self.log.append("setup")
+
+    def on_fit_task_begin(self, estimator, context):
+        self.log.append(f"begin {context.task_name} {context.task_id}")
+
+    def on_fit_task_end(self, estimator, context, *, fitted_estimator=None):
+        self.log.append(f"end {context.task_name} {context.task_id}")
+        if context.task_name == "lbfgs-iter":
+            self.models.append(fitted_estimator)
+            return context.task_id + 1 == self.stop_at
+        return False
+
+    def teardown(self, estimator, context):
+        self.log.append("teardown")
+
+
+def _hooks_of(n_iterations):
+    iterations = [f"{hook} lbfgs-iter {i}" for i in range(n_iterations) for hook in ("begin", "end")]
+    return ["setup", "begin fit 0", *iterations, "end fit 0", "teardown"]
+
+
+@needs_callbacks
+@pytest.mark.parametrize("kind", ["MLPClassifier", "MLPRegressor"])
+def test_callbacks_see_each_lbfgs_iteration_as_a_model(kind, rng):
+    """Each iteration is a task whose fitted_estimator predicts as a fit stopped there."""
+    X, y, (ours, _) = _lbfgs_problem(kind, rng)
+    recorder = _IterationRecorder()
+    model = ours(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=4, random_state=0)
+    model.set_callbacks(recorder).fit(X, y)
+    assert recorder.log == _hooks_of(4)
+    for k, seen in enumerate(recorder.models, start=1):
+        assert seen.n_iter_ == k
+        stopped_there = ours(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=k, random_state=0)
+        stopped_there.fit(X, y)
+        assert_array_equal(seen.predict(X), stopped_there.predict(X))
+        assert seen.loss_ == stopped_there.loss_
+    assert_array_equal(recorder.models[-1].predict(X), model.predict(X))
+
+
+@needs_callbacks
+def test_a_converged_lbfgs_fit_reports_only_the_iterations_it_ran(rng):
+    X, y, _ = _lbfgs_problem("MLPClassifier", rng)
+    recorder = _IterationRecorder()
+    model = MLPClassifier((6,), solver="lbfgs", max_iter=500, tol=1e-2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model.set_callbacks(recorder).fit(X, y)
+    assert 1 < model.n_iter_ < 500
+    assert recorder.log == _hooks_of(model.n_iter_)
+
+
+@needs_callbacks
+@pytest.mark.parametrize("kind", ["MLPClassifier", "MLPRegressor"])
+@pytest.mark.parametrize("stop_at", [1, 3])
+def test_a_callback_can_stop_lbfgs_after_any_iteration(kind, stop_at, rng):
+    """The model is that iteration's: the weights, loss_ and n_iter_ of a fit with
+    max_iter=stop_at, and no ConvergenceWarning (the user asked for the stop)."""
+    X, y, (ours, _) = _lbfgs_problem(kind, rng)
+    recorder = _IterationRecorder(stop_at=stop_at)
+    model = ours(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=50, random_state=0).set_callbacks(recorder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(X, y)
+    assert model.n_iter_ == stop_at
+    assert recorder.log == _hooks_of(stop_at)
+    stopped_there = ours(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=stop_at, random_state=0)
+    stopped_there.fit(X, y)
+    assert _same_weights(model, stopped_there)
+    assert model.loss_ == stopped_there.loss_
+    assert_array_equal(model.predict(X), stopped_there.predict(X))
+
+
+def test_lbfgs_records_no_loss_curve(rng):
+    """As in scikit-learn: loss_curve_ marks a stochastic fit (the parity tests, plots and
+    the CLI rely on it); per-iteration losses come through verbose or callbacks."""
+    X, y, _ = _lbfgs_problem("MLPClassifier", rng)
+    model = MLPClassifier((6,), solver="lbfgs", max_iter=5, random_state=0).fit(X, y)
+    assert not hasattr(model, "loss_curve_")
+    assert not hasattr(SkMLPClassifier((6,), solver="lbfgs", max_iter=5).fit(X, y), "loss_curve_")
+
+
+# ---------------------------------------------------------------------------
+# partial_fit on a multilabel indicator y (scikit-learn #12505)
+# ---------------------------------------------------------------------------
+
+
+def _multilabel_problem(rng, n_samples=80, n_labels=4):
+    X = rng.normal(size=(n_samples, 5))
+    Y = (X @ rng.normal(size=(5, n_labels)) > 0.3).astype(int)
+    return X, Y
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("sparse_y", [False, True], ids=["dense", "sparse"])
+def test_multilabel_partial_fit_steps_are_the_epochs_of_fit(solver, sparse_y, rng):
+    """k partial_fit calls on all rows are the k epochs of fit(max_iter=k), mini-batch for
+    mini-batch, when the rows are not shuffled (fit shuffles the previous epoch's order,
+    each partial_fit call the rows as given)."""
+    X, Y = _multilabel_problem(rng)
+    Y = sp.csr_matrix(Y) if sparse_y else Y
+    params = dict(hidden_layer_sizes=(7,), solver=solver, learning_rate_init=0.05,
+                  batch_size=20, shuffle=False, random_state=3)
+    stepped = MLPClassifier(**params)
+    for _ in range(3):
+        stepped.partial_fit(X, Y, classes=np.arange(4))
+    fitted = MLPClassifier(**params, max_iter=3).fit(X, Y)
+    assert _same_weights(stepped, fitted)
+    assert stepped.loss_curve_ == fitted.loss_curve_ and stepped.t_ == fitted.t_
+    assert_array_equal(stepped.classes_, fitted.classes_)
+    assert_array_equal(stepped.classes_, np.arange(4))
+    prediction = stepped.predict(X)
+    assert sp.issparse(prediction) == sparse_y
+    assert_array_equal(prediction.toarray() if sparse_y else prediction,
+                       fitted.predict(X).toarray() if sparse_y else fitted.predict(X))
+    assert stepped.predict_proba(X).shape == (X.shape[0], 4)
+
+
+def test_multilabel_partial_fit_in_batches_follows_scikit_learns(rng):
+    X, Y = _multilabel_problem(rng)
+    params = dict(hidden_layer_sizes=(7,), solver="adam", random_state=0)
+    ours, theirs = MLPClassifier(**params), SkMLPClassifier(**params)
+    for model in (ours, theirs):
+        for rows in (slice(0, 30), slice(30, 80), slice(0, 80)):
+            model.partial_fit(X[rows], Y[rows], classes=np.arange(4) if rows.start == 0 else None)
+    for mine, other in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(mine, other, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    assert_array_equal(ours.predict(X), theirs.predict(X))
+
+
+@pytest.mark.parametrize(
+    "classes", [[0, 1], [1, 2, 3, 4], ["a", "b", "c", "d"], np.arange(5), np.arange(4.0)]
+)
+def test_multilabel_partial_fit_names_the_classes_it_needs(classes, rng):
+    X, Y = _multilabel_problem(rng)
+    model = MLPClassifier((3,), random_state=0)
+    with pytest.raises(ValueError, match=r"4 label columns: classes must be .* np\.arange\(4\)"):
+        model.partial_fit(X, Y, classes=classes)
+    assert not hasattr(model, "classes_")
+    model.partial_fit(X, Y, classes=np.arange(4))
+    assert_array_equal(model.classes_, np.arange(4))
+
+
+def test_multilabel_partial_fit_refuses_a_first_y_without_every_label_column(rng):
+    """scikit-learn accepts this call (classes_ has 4 labels, the network 3 outputs) and
+    fails at the next one."""
+    X, Y = _multilabel_problem(rng)
+    model = MLPClassifier((3,), random_state=0)
+    with pytest.raises(ValueError, match=r"3 label columns: classes must be .* np\.arange\(3\)"):
+        model.partial_fit(X, Y[:, :3], classes=np.arange(4))
+    assert not hasattr(model, "classes_")
+
+
+@pytest.mark.parametrize(
+    "first, later, message",
+    [
+        ("multilabel", "fewer columns", "fitted on a multilabel indicator matrix of 4 label columns, "
+                                        "but this y has 3 columns"),
+        ("multilabel", "more columns", "of 4 label columns, but this y has 5 columns"),
+        ("multilabel", "labels", "of 4 label columns, but this y has one label per row"),
+        ("labels", "multilabel", r"fitted on one label per row \(classes_ = \[0 1 2 3\]\), "
+                                 "but this y has 4 columns"),
+    ],
+)
+@pytest.mark.parametrize("start", ["partial_fit", "fit"])
+def test_partial_fit_refuses_targets_of_another_form(start, first, later, message, rng):
+    """A multilabel model given one label per row would train the labels as indicator
+    columns (scikit-learn does so silently); other mismatches failed in LabelBinarizer."""
+    X, Y = _multilabel_problem(rng)
+    targets = {
+        "multilabel": Y,
+        "labels": np.arange(len(X)) % 4,
+        "fewer columns": Y[:, :3],
+        "more columns": np.c_[Y, Y[:, :1]],
+    }
+    model = MLPClassifier((3,), random_state=0)
+    if start == "fit":
+        model.set_params(max_iter=2).fit(X, targets[first])
+    else:
+        model.partial_fit(X, targets[first], classes=np.arange(4))
+    weights = [w.copy() for w in model.coefs_ + model.intercepts_]
+    for call in (model.partial_fit, model.set_params(warm_start=True).fit):
+        with pytest.raises(ValueError, match=message):
+            call(X, targets[later])
+        assert all(np.array_equal(w, v) for w, v in zip(weights, model.coefs_ + model.intercepts_))
+    model.partial_fit(X, targets[first])
+
+
+def test_multilabel_partial_fit_with_class_weights_per_label(rng):
+    X, Y = _multilabel_problem(rng)
+    weights = [{0: 1, 1: 3}] * 4
+    stepped = MLPClassifier((5,), class_weight=weights, random_state=np.random.RandomState(1))
+    stepped.partial_fit(X, Y, classes=np.arange(4))
+    fitted = MLPClassifier((5,), class_weight=weights, max_iter=1,
+                           random_state=np.random.RandomState(1)).fit(X, Y)
+    assert _same_weights(stepped, fitted)
+    plain = MLPClassifier((5,), random_state=np.random.RandomState(1)).partial_fit(X, Y, classes=np.arange(4))
+    assert not _same_weights(stepped, plain)
