@@ -121,7 +121,7 @@ def require_memory(n_bytes, what):
         )
 
 
-def check_memory(layer_units, n_samples, dtype, solver, batch_size):
+def check_memory(layer_units, n_samples, dtype, solver, batch_size, dropout=False):
     """Check, before allocating anything, that training this network fits in memory.
 
     Counts the parameters with their gradient, optimizer state, working and
@@ -140,6 +140,8 @@ def check_memory(layer_units, n_samples, dtype, solver, batch_size):
         The solver.
     batch_size : int or "auto"
         The ``batch_size`` parameter (ignored by L-BFGS).
+    dropout : bool, default=False
+        Whether the fit uses dropout (two more buffers of the activations' size).
     """
     itemsize = np.dtype(dtype).itemsize
     n_params = _parallel.multiply_adds_per_row(layer_units) + sum(layer_units[1:])
@@ -152,7 +154,8 @@ def check_memory(layer_units, n_samples, dtype, solver, batch_size):
         rows = batch_size_for(batch_size, n_samples)
         parts = _parallel.part_count(rows, row_multiply_adds)
         param_bytes = n_params * (7 + parts) * itemsize
-    work_bytes = 2 * rows * sum(layer_units[1:]) * itemsize + n_samples * layer_units[-1] * itemsize
+    n_unit_buffers = 4 if dropout else 2
+    work_bytes = n_unit_buffers * rows * sum(layer_units[1:]) * itemsize + n_samples * layer_units[-1] * itemsize
     sizes = "-".join(str(u) for u in layer_units)
     require_memory(
         param_bytes + work_bytes,
@@ -415,8 +418,10 @@ class EpochTrainer:
 
     Each mini-batch is cut into ``_parallel.part_count`` parts of its rows,
     shared by the threads of an ``_parallel.EpochTeam``; mini-batches of one
-    dense row take ``kernels.train_epoch_one_row``. Use it as a context
-    manager around the fit's epochs.
+    dense row take ``kernels.train_epoch_one_row`` (but with dropout). Use
+    it as a context manager around the fit's epochs. The options (cosine
+    schedule, clipping, dropout) are compile-time choices of the kernels: a
+    fit without them compiles none of their code.
 
     Parameters
     ----------
@@ -438,11 +443,24 @@ class EpochTrainer:
         L2 strength.
     loss_scale : float, default=1.0
         Factor on the reported data loss.
+    schedule : tuple of (int, int), default=None
+        Steps and warm-up steps of the cosine schedule (``kernels.train_epoch``);
+        None for the optimizer's own learning rate.
+    max_grad_norm : float, default=None
+        Clip each mini-batch's gradient to this L2 norm; None for no clipping.
+    dropout : sequence of float, default=None
+        Dropout rate of each hidden layer, in [0, 1); None for no dropout.
+    dropout_seed : int, default=0
+        Seed of the dropout masks, in [0, 2**63).
+    first_epoch : int, default=0
+        Number of the first epoch for the dropout masks; the others follow
+        (the masks depend on the seed and the epoch's number).
     """
 
     def __init__(self, network, params, X_input, Y, sample_weight, batch_size, optimizer, alpha,
-                 loss_scale=1.0):
-        self.one_row = batch_size == 1 and not X_input.sparse
+                 loss_scale=1.0, *, schedule=None, max_grad_norm=None, dropout=None, dropout_seed=0,
+                 first_epoch=0):
+        self.one_row = batch_size == 1 and not X_input.sparse and dropout is None
         self.params = params
         self.optimizer = optimizer
         n_parts = 1 if self.one_row else _parallel.part_count(
@@ -462,15 +480,27 @@ class EpochTrainer:
         self.order = np.empty(0, dtype=np.int64)
         self.hyper = np.empty(kernels.N_HYPER)
         state = (*optimizer.kernel_state(), optimizer.step_counter)
+        options = (
+            None if schedule is None else (int(schedule[0]), int(schedule[1])),
+            None if max_grad_norm is None else float(max_grad_norm),
+        )
+        self._seed_epoch = None
         if self.one_row:
             n_units = sum(units[1:])
             self._kernel = kernels.train_epoch_one_row[network.kernel_codes]
             self._arrays = (
                 X_input.dense, Y, sample_weight, None, params, network.layers,
                 acts[0, :n_units], deltas[0, :n_units], None if slopes is None else slopes[0],
-                *common, self.hyper, *state,
+                *common, self.hyper, *state, *options,
             )
         else:
+            if dropout is not None:
+                self._seed_epoch = np.array([dropout_seed, first_epoch], dtype=np.uint64)
+                dropout = (
+                    aligned_empty(acts.shape, dtype), aligned_empty(acts.shape, dtype), self._seed_epoch,
+                    np.array([dropout_threshold(rate) for rate in dropout], dtype=np.uint64),
+                    np.array([1.0 / (1.0 - rate) for rate in dropout], dtype=dtype),
+                )
             # sparse mini-batches are read straight from the CSR arrays
             Xb = aligned_empty((n_parts, 0 if X_input.sparse else capacity, units[0]), dtype)
             self._kernel = kernels.train_epoch[network.kernel_codes]
@@ -478,8 +508,9 @@ class EpochTrainer:
                 *X_input.arrays, Y, sample_weight, None, batch_size, params, network.layers,
                 acts, deltas, slopes, aligned_empty((n_parts, network.n_params), dtype), Xb,
                 aligned_empty((n_parts, capacity, units[-1]), dtype), aligned_empty((n_parts, capacity), dtype),
-                np.empty((n_parts, capacity), dtype=np.int64), np.empty((n_parts, 3)),
-                *common, self.hyper, *state,
+                np.empty((n_parts, capacity), dtype=np.int64),
+                np.empty((n_parts, 3 if max_grad_norm is None else 4)),
+                *common, self.hyper, *state, *options, dropout,
             )
         self._held = None
         self._team = None
@@ -487,7 +518,10 @@ class EpochTrainer:
     def __enter__(self):
         self._held = _parallel.threads_for(self.n_parts)
         n_threads = self._held.__enter__()
-        self._team = _parallel.EpochTeam(n_threads, np.zeros(n_threads + 2, dtype=np.int64))
+        # a process on one CPU never shares an epoch: its kernel compiles no thread code
+        # (on more CPUs one kernel serves every fit, threaded or not, so none compiles twice)
+        single_cpu = n_threads == 1 and _parallel.available_cores() == 1
+        self._team = _parallel.EpochTeam(n_threads, None if single_cpu else np.zeros(n_threads + 2, dtype=np.int64))
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):
@@ -516,4 +550,12 @@ class EpochTrainer:
         def epoch(thread, n_threads):
             return kernel(*arrays, thread, n_threads, self._team.sync)
 
-        return self._team.run(epoch)
+        loss_sum = self._team.run(epoch)
+        if self._seed_epoch is not None:  # the next epoch's masks
+            self._seed_epoch[1] += 1
+        return loss_sum
+
+
+def dropout_threshold(rate):
+    """``floor(rate * 2**64)``: a unit is dropped when its 64-bit hash is below it (``kernels.dropout``)."""
+    return min(int(rate * 2.0**64), 2**64 - 1)

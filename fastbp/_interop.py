@@ -113,6 +113,29 @@ def _split(flat, network):
     return coefs + intercepts
 
 
+# fastbp's training options scikit-learn lacks, with the values that leave training as scikit-learn's.
+_TRAINING_OPTIONS = {"dropout": 0.0, "max_grad_norm": None, "warmup_fraction": 0.0}
+
+
+def _unrepresentable(params):
+    """The training settings in ``params`` that scikit-learn's MLPs cannot represent, as ``name=value`` texts."""
+    found = []
+    dropout = params.get("dropout", 0.0)
+    try:
+        neutral = not np.any(np.asarray(dropout, dtype=np.float64) != 0)
+    except (TypeError, ValueError):
+        neutral = False
+    if not neutral:
+        found.append(f"dropout={dropout!r}")
+    if params.get("max_grad_norm") is not None:
+        found.append(f"max_grad_norm={params['max_grad_norm']!r}")
+    if params.get("learning_rate") == "cosine":
+        found.append("learning_rate='cosine'")
+    if params.get("warmup_fraction", 0.0) != 0:
+        found.append(f"warmup_fraction={params['warmup_fraction']!r}")
+    return found
+
+
 def _flatten(arrays, dtype):
     """The flat buffer of per-layer arrays ordered coefs, then intercepts."""
     return np.concatenate([np.asarray(a, dtype=dtype).ravel() for a in arrays])
@@ -145,7 +168,10 @@ def to_sklearn(model):
         activation other than 'identity', 'logistic', 'tanh' and 'relu',
         different activations per hidden layer (a tuple of one name, or of
         the same name repeated, converts to that name), or the loss
-        'absolute_error' or 'huber'.
+        'absolute_error' or 'huber'; or if it trains in a way scikit-learn
+        cannot: ``dropout`` above 0, ``max_grad_norm`` set or
+        ``learning_rate='cosine'`` (set them to 0.0, None or one of
+        scikit-learn's schedules first: they do not change predictions).
 
     Warns
     -----
@@ -176,7 +202,18 @@ def to_sklearn(model):
             f"to_sklearn converts fastbp.MLPClassifier and fastbp.MLPRegressor, got "
             f"{type(model).__module__}.{type(model).__qualname__}."
         )
+    params = model.get_params(deep=False)
+    unrepresentable = _unrepresentable(params)
+    if unrepresentable:
+        neutral = dict(_TRAINING_OPTIONS, learning_rate="constant")
+        settings = ", ".join(f"{name}={value!r}" for name, value in neutral.items())
+        raise ValueError(
+            f"scikit-learn's {sk_cls.__name__} cannot train with {', '.join(unrepresentable)}. "
+            f"These settings change training, not predictions: convert model.set_params({settings}) "
+            "instead (or a clone of it)."
+        )
     params, dropped = _params_for(model, sk_cls)
+    dropped = [name for name in dropped if name not in _TRAINING_OPTIONS]  # neutral values, as checked
     params = _sklearn_params(params, sk_cls)
     if dropped:
         warnings.warn(

@@ -132,6 +132,25 @@ def _hidden_activations(activation, n_hidden):
             "or a single name for all."
         )
     return tuple(activation)
+def _dropout_rates(dropout, n_hidden):
+    """``dropout`` as a tuple of one rate in [0, 1) per hidden layer (Python floats).
+
+    A single number applies to every hidden layer; a sequence must give one
+    number per hidden layer.
+    """
+    if isinstance(dropout, Real) and not isinstance(dropout, (bool, np.bool_)):
+        rates = [dropout] * n_hidden
+    else:
+        rates = list(np.ravel(np.asarray(dropout, dtype=object))) if np.ndim(dropout) == 1 else None
+        if rates is None or len(rates) != n_hidden:
+            raise ValueError(
+                f"dropout must be a number in [0, 1) or a sequence of one per hidden layer "
+                f"({n_hidden} for hidden_layer_sizes with {n_hidden} layers), got {dropout!r}."
+            )
+    for rate in rates:
+        if not isinstance(rate, Real) or isinstance(rate, (bool, np.bool_)) or not 0 <= rate < 1:
+            raise ValueError(f"Each dropout rate must be a real number in [0, 1), got {dropout!r}.")
+    return tuple(float(rate) for rate in rates)
 
 
 def _check_weight_shapes(coefs, intercepts, n_features):
@@ -390,7 +409,33 @@ def check_parameters(estimator):
     the table lets through.
     """
     estimator._validate_params()
-    _hidden_activations(estimator.activation, len(_layer_sizes(estimator.hidden_layer_sizes)))
+    _checked_settings(estimator)
+
+
+def _checked_settings(estimator):
+    """fastbp's checks of constructor values the parameter table lets through.
+
+    Returns
+    -------
+    hidden_layer_sizes : tuple of int
+        The hidden layers' sizes.
+    dropout : tuple of float
+        The dropout rate of each hidden layer.
+    """
+    hidden_layer_sizes = _layer_sizes(estimator.hidden_layer_sizes)
+    _hidden_activations(estimator.activation, len(hidden_layer_sizes))
+    dropout = _dropout_rates(estimator.dropout, len(hidden_layer_sizes))
+    if estimator.solver == "lbfgs" and any(dropout):
+        raise ValueError(
+            "dropout needs solver='sgd' or 'adam': L-BFGS minimises one fixed objective, "
+            "which random masks would change at every evaluation."
+        )
+    if estimator.warmup_fraction > 0 and estimator.learning_rate != "cosine":
+        raise ValueError(
+            f"warmup_fraction={estimator.warmup_fraction!r} needs learning_rate='cosine' (the warm-up "
+            f"leads into its decay), got learning_rate={estimator.learning_rate!r}."
+        )
+    return hidden_layer_sizes, dropout
 
 
 def training_state(estimator):
@@ -427,7 +472,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive", "cosine"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "power_t": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -446,6 +491,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "early_stopping_metric": [StrOptions({"score", "loss"})],
+        "dropout": [Interval(Real, 0, 1, closed="left"), list, tuple, np.ndarray],
+        "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "warmup_fraction": [Interval(Real, 0, 1, closed="left")],
     }
 
     def __init__(
@@ -475,6 +523,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         n_iter_no_change,
         max_fun,
         early_stopping_metric,
+        dropout=0.0,
+        max_grad_norm=None,
+        warmup_fraction=0.0,
     ):
         self.activation = activation
         self.solver = solver
@@ -501,6 +552,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
         self.early_stopping_metric = early_stopping_metric
+        self.dropout = dropout
+        self.max_grad_norm = max_grad_norm
+        self.warmup_fraction = warmup_fraction
 
     # ------------------------------------------------------------------
     # The network behind coefs_ / intercepts_
@@ -674,8 +728,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             self.__dict__[name] = generator
 
     def _fit_unguarded(self, X, y, sample_weight, incremental, X_val, y_val, sample_weight_val):
-        hidden_layer_sizes = _layer_sizes(self.hidden_layer_sizes)
-        _hidden_activations(self.activation, len(hidden_layer_sizes))
+        hidden_layer_sizes, dropout = _checked_settings(self)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
 
         X, y, class_weights = self._validate_input(X, y, incremental, reset=first_pass)
@@ -688,7 +741,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         self.n_outputs_ = y.shape[1]
         layer_units = [n_features] + hidden_layer_sizes + [self.n_outputs_]
         validation = self._check_validation_set(X_val, y_val, sample_weight_val, X.dtype)
-        _engine.check_memory(layer_units, n_samples, X.dtype, self.solver, self.batch_size)
+        _engine.check_memory(layer_units, n_samples, X.dtype, self.solver, self.batch_size, any(dropout))
 
         self._random_state = check_random_state(self.random_state)
         if first_pass:
@@ -708,7 +761,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         params = aligned_empty(network.n_params, network.dtype)
         params[:] = network.params
         if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, y, sample_weight, network, params, incremental, validation)
+            self._fit_stochastic(
+                X, y, sample_weight, network, params, incremental, validation,
+                dropout if any(dropout) else None,
+            )
         elif self.solver == "lbfgs":
             if validation is not None:
                 warnings.warn(
@@ -831,7 +887,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             )
         return train_idx, val_idx
 
-    def _fit_stochastic(self, X, y, sample_weight, network, params, incremental, validation):
+    def _fit_stochastic(self, X, y, sample_weight, network, params, incremental, validation, dropout):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         optimizer = getattr(self, "_optimizer", None)
@@ -878,6 +934,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
             )
         batch_size = _engine.batch_size_for(self.batch_size, n_samples)
         _, loss_scale = self._kernel_loss()
+        # drawn only with dropout: without it, the generator gives what scikit-learn's gives
+        dropout_seed = 0 if dropout is None else int(self._random_state.randint(np.iinfo(np.int32).max))
         validation_input = None if validation is None else KernelInput(validation.X, network.dtype)
         callbacks = _EpochCallbacks(self, X, y, incremental, network, params)
         # only then can a mini-batch's weights sum to zero
@@ -886,7 +944,13 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         self.n_iter_ = 0
         checkpoint = None
         trainer = _engine.EpochTrainer(
-            network, params, X_input, Y, weights, batch_size, self._optimizer, self.alpha, loss_scale
+            network, params, X_input, Y, weights, batch_size, self._optimizer, self.alpha, loss_scale,
+            schedule=self._optimizer.cosine_schedule(
+                self.max_iter, -(-n_samples // batch_size), self.warmup_fraction
+            ),
+            max_grad_norm=self.max_grad_norm, dropout=dropout, dropout_seed=dropout_seed,
+            # t_ + k numbers epoch k of this call: the epochs of earlier calls have smaller numbers
+            first_epoch=self.t_,
         )
         with trainer:
             try:
@@ -1218,8 +1282,16 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     batch_size : {'auto'} or int, default='auto'
         Size of minibatches for stochastic optimizers; 'auto' is
         ``min(200, n_samples)``.
-    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
-        Learning rate schedule for 'sgd'.
+    learning_rate : {'constant', 'invscaling', 'adaptive', 'cosine'}, default='constant'
+        Learning rate schedule for weight updates: scikit-learn's three apply
+        to 'sgd' only. 'cosine' (for 'sgd' and 'adam') decays the rate from
+        ``learning_rate_init`` towards 0 over ``max_iter`` epochs, per
+        mini-batch step: step t (numbered from 0 over the solver's life) of T
+        = ``max_iter`` times the batches per epoch has the rate
+        ``learning_rate_init * (1 + cos(pi * t / T)) / 2``, and 0 from step T
+        on (``warmup_fraction`` adds a linear warm-up). A warm-started ``fit``
+        starts the schedule again; each ``partial_fit`` call is one epoch of
+        it, T counting that call's batches. (fastbp addition.)
     learning_rate_init : float, default=0.001
         The initial learning rate of 'sgd' and 'adam'.
     power_t : float, default=0.5
@@ -1274,6 +1346,29 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         bincount(y))``. A weight is a finite real number >= 0 and at least one
         class weighs more than 0; a class without a key weighs 1. 'balanced'
         is refused by ``partial_fit``. (fastbp addition.)
+    dropout : float or array-like of shape (n_layers - 2,), default=0.0
+        Rate of inverted dropout on the hidden layers' outputs, in [0, 1):
+        in training, each hidden unit's output of each sample is multiplied
+        by 0 with this probability and by ``1 / (1 - dropout)`` otherwise,
+        and back-propagation multiplies by the same mask; predictions use
+        every unit. One number for every hidden layer or one per hidden
+        layer. The masks come from a generator seeded from ``random_state``
+        and depend only on it, the epoch, the sample and the unit: a fit is
+        reproducible and gives the same bits on any number of threads. The
+        loss ``loss_curve_`` records is that of the masked network. Only with 'sgd' and 'adam' ('lbfgs' raises a
+        ValueError). (fastbp addition.)
+    max_grad_norm : float or None, default=None
+        Clip each mini-batch's gradient (the L2 penalty's included) to this
+        global L2 norm before the solver's step: it is multiplied by
+        ``max_grad_norm / (norm + 1e-6)`` when that is below 1, as PyTorch's
+        ``clip_grad_norm_`` does. Only used by 'sgd' and 'adam'. None does not
+        clip. (fastbp addition.)
+    warmup_fraction : float, default=0.0
+        With ``learning_rate='cosine'``, the fraction of its T steps, W =
+        ``floor(warmup_fraction * T)``, over which the rate rises linearly
+        (step t < W has ``learning_rate_init * (t + 1) / W``) before the
+        cosine decay over the other T - W steps. In [0, 1); above 0 only
+        with 'cosine'. (fastbp addition.)
 
     Attributes
     ----------
@@ -1361,6 +1456,9 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         max_fun=15000,
         early_stopping_metric="score",
         class_weight=None,
+        dropout=0.0,
+        max_grad_norm=None,
+        warmup_fraction=0.0,
     ):
         self.class_weight = class_weight
         super().__init__(
@@ -1389,6 +1487,9 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
             early_stopping_metric=early_stopping_metric,
+            dropout=dropout,
+            max_grad_norm=max_grad_norm,
+            warmup_fraction=warmup_fraction,
         )
 
     def _validate_input(self, X, y, incremental, reset):
@@ -1725,8 +1826,16 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     batch_size : {'auto'} or int, default='auto'
         Size of minibatches for stochastic optimizers; 'auto' is
         ``min(200, n_samples)``.
-    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
-        Learning rate schedule for 'sgd'.
+    learning_rate : {'constant', 'invscaling', 'adaptive', 'cosine'}, default='constant'
+        Learning rate schedule for weight updates: scikit-learn's three apply
+        to 'sgd' only. 'cosine' (for 'sgd' and 'adam') decays the rate from
+        ``learning_rate_init`` towards 0 over ``max_iter`` epochs, per
+        mini-batch step: step t (numbered from 0 over the solver's life) of T
+        = ``max_iter`` times the batches per epoch has the rate
+        ``learning_rate_init * (1 + cos(pi * t / T)) / 2``, and 0 from step T
+        on (``warmup_fraction`` adds a linear warm-up). A warm-started ``fit``
+        starts the schedule again; each ``partial_fit`` call is one epoch of
+        it, T counting that call's batches. (fastbp addition.)
     learning_rate_init : float, default=0.001
         The initial learning rate of 'sgd' and 'adam'.
     power_t : float, default=0.5
@@ -1777,6 +1886,29 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         Threshold of ``loss='huber'`` between its quadratic and its linear
         part, in units of the targets; ignored by the other losses. (fastbp
         addition.)
+    dropout : float or array-like of shape (n_layers - 2,), default=0.0
+        Rate of inverted dropout on the hidden layers' outputs, in [0, 1):
+        in training, each hidden unit's output of each sample is multiplied
+        by 0 with this probability and by ``1 / (1 - dropout)`` otherwise,
+        and back-propagation multiplies by the same mask; predictions use
+        every unit. One number for every hidden layer or one per hidden
+        layer. The masks come from a generator seeded from ``random_state``
+        and depend only on it, the epoch, the sample and the unit: a fit is
+        reproducible and gives the same bits on any number of threads. The
+        loss ``loss_curve_`` records is that of the masked network. Only with 'sgd' and 'adam' ('lbfgs' raises a
+        ValueError). (fastbp addition.)
+    max_grad_norm : float or None, default=None
+        Clip each mini-batch's gradient (the L2 penalty's included) to this
+        global L2 norm before the solver's step: it is multiplied by
+        ``max_grad_norm / (norm + 1e-6)`` when that is below 1, as PyTorch's
+        ``clip_grad_norm_`` does. Only used by 'sgd' and 'adam'. None does not
+        clip. (fastbp addition.)
+    warmup_fraction : float, default=0.0
+        With ``learning_rate='cosine'``, the fraction of its T steps, W =
+        ``floor(warmup_fraction * T)``, over which the rate rises linearly
+        (step t < W has ``learning_rate_init * (t + 1) / W``) before the
+        cosine decay over the other T - W steps. In [0, 1); above 0 only
+        with 'cosine'. (fastbp addition.)
 
     Attributes
     ----------
@@ -1864,6 +1996,9 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         max_fun=15000,
         early_stopping_metric="score",
         huber_delta=1.0,
+        dropout=0.0,
+        max_grad_norm=None,
+        warmup_fraction=0.0,
     ):
         self.huber_delta = huber_delta
         super().__init__(
@@ -1892,6 +2027,9 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
             early_stopping_metric=early_stopping_metric,
+            dropout=dropout,
+            max_grad_norm=max_grad_norm,
+            warmup_fraction=warmup_fraction,
         )
 
     def _loss_parameters(self):

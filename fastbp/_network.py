@@ -68,13 +68,15 @@ def validate_targets(network, X_input, Y, sample_weight):
     return np.ascontiguousarray(Y), np.ascontiguousarray(sample_weight)
 
 
-def _check_descent_settings(learning_rate, alpha, momentum=0.0, n_epochs=1):
+def _check_descent_settings(learning_rate, alpha, momentum=0.0, n_epochs=1, max_grad_norm=None):
     """Raise ValueError naming a setting of :meth:`Network.step` / :meth:`Network.train` that is unusable."""
     numbers = [
         ("learning_rate", learning_rate, lambda v: 0 < v < math.inf, "a finite number > 0"),
         ("alpha", alpha, lambda v: 0 <= v < math.inf, "a finite number >= 0"),
         ("momentum", momentum, lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ]
+    if max_grad_norm is not None:
+        numbers.append(("max_grad_norm", max_grad_norm, lambda v: 0 < v, "None or a number > 0"))
     for name, value, usable, wanted in numbers:
         if isinstance(value, bool) or not isinstance(value, Real) or not usable(value):
             raise ValueError(f"{name} must be {wanted}, got {value!r}.")
@@ -468,7 +470,7 @@ default="squared_error"
         hidden_code, out_code, _ = self.kernel_codes
         kernels.forward_recording(
             *X_input.arrays, rows, self.params, self.layers, work.acts, work.capacity, zs, None,
-            hidden_code, out_code, False,
+            None, hidden_code, out_code, False,
         )
         inputs = X if X_input.sparse else X_input.dense
         return self._split_rows(zs, n_rows), [inputs] + self._split_rows(work.acts, n_rows)
@@ -512,7 +514,7 @@ default="squared_error"
         loss = kernels.batch_loss_and_gradient_recording[self.kernel_codes](
             *X_input.arrays, rows, Y, sample_weight, self.params, self.layers, work.acts, work.deltas,
             work.slopes, work.capacity, work.grads, 0.0 + alpha, self.loss_code, 1.0,
-            float(np.finfo(self.dtype).eps), self.huber_delta, self.bias, zs, dAs,
+            float(np.finfo(self.dtype).eps), self.huber_delta, self.bias, zs, dAs, None,
         )
         weight_sum = sample_weight.sum(dtype=np.float64)
         A = self._split_rows(work.acts, n_rows)
@@ -606,7 +608,7 @@ default="squared_error"
         return loss
 
     def train(self, X, Y, *, mode="standard", learning_rate=0.1, n_epochs=1,
-              sample_weight=None, alpha=0.0, momentum=0.0):
+              sample_weight=None, alpha=0.0, momentum=0.0, max_grad_norm=None):
         """Train with plain (momentum) gradient descent in one compiled call per epoch.
 
         Parameters
@@ -629,6 +631,10 @@ default="squared_error"
             L2 strength (intercepts are not penalised).
         momentum : float, default=0.0
             Classical momentum.
+        max_grad_norm : float, default=None
+            Clip the gradient of each update (the L2 term's included) to this
+            L2 norm: it is multiplied by ``max_grad_norm / (norm + 1e-6)``
+            when that is below 1. None does not clip.
 
         Returns
         -------
@@ -638,7 +644,7 @@ default="squared_error"
         """
         if mode not in ("standard", "accumulated"):
             raise ValueError(f"mode must be 'standard' or 'accumulated', got {mode!r}.")
-        _check_descent_settings(learning_rate, alpha, momentum, n_epochs)
+        _check_descent_settings(learning_rate, alpha, momentum, n_epochs, max_grad_norm)
         X_input = validate_input(self, X)
         Y, sample_weight = validate_targets(self, X_input, Y, sample_weight)
         n_samples = X_input.n_samples
@@ -657,7 +663,7 @@ default="squared_error"
         params[:] = self.params
         losses = []
         with _engine.EpochTrainer(
-            self, params, X_input, Y, sample_weight, batch_size, optimizer, alpha
+            self, params, X_input, Y, sample_weight, batch_size, optimizer, alpha, max_grad_norm=max_grad_norm
         ) as trainer:
             for epoch in range(n_epochs):
                 loss = trainer.run(order) / order.shape[0]

@@ -343,8 +343,9 @@ class EpochTeam:
     ----------
     n_threads : int
         Threads, at most the parts of a mini-batch.
-    sync : ndarray of shape (n_threads + 2,) of int64
-        The kernel's barrier counters, abort flag and epoch count.
+    sync : ndarray of shape (n_threads + 2,) of int64, or None
+        The kernel's barrier counters, abort flag and epoch count; None for
+        one thread whose kernel has no thread code (see ``kernels.train_epoch``).
     """
 
     def __init__(self, n_threads, sync):

@@ -3,7 +3,9 @@
 The state of an optimizer (velocities, Adam's moments) is a flat buffer of
 the parameters' shape, so every update is one fused loop in
 ``kernels.train_epoch``. The learning-rate schedules and the stopping rule
-follow scikit-learn's ``SGDOptimizer`` and ``AdamOptimizer`` exactly.
+follow scikit-learn's ``SGDOptimizer`` and ``AdamOptimizer`` exactly; the
+'cosine' schedule, which scikit-learn lacks, is computed per mini-batch step
+in the kernels (``kernels.optimizers.cosine_rate``).
 """
 
 import numpy as np
@@ -25,8 +27,9 @@ class StochasticOptimizer:
         Dtype of the parameters.
     learning_rate_init : float
         Initial step size.
-    lr_schedule : {"constant", "invscaling", "adaptive"}, default="constant"
-        Schedule of the sgd step size.
+    lr_schedule : {"constant", "invscaling", "adaptive", "cosine"}, default="constant"
+        Schedule of the step size: scikit-learn's three apply to sgd only,
+        'cosine' to both solvers.
     momentum : float, default=0.9
         Momentum of sgd.
     nesterov : bool, default=True
@@ -99,6 +102,21 @@ class StochasticOptimizer:
             ],
             dtype=np.float64,
         )
+
+    def cosine_schedule(self, n_epochs, batches_per_epoch, warmup_fraction=0.0):
+        """``(T, W)``: the steps of the cosine schedule over ``n_epochs`` epochs and its warm-up steps.
+
+        None unless the schedule is 'cosine'. ``T`` is ``n_epochs`` times
+        ``batches_per_epoch`` and ``W`` is ``floor(warmup_fraction * T)``.
+        The kernels number the steps of the optimizer's life from 0
+        (``step_counter``): step t < W has the rate ``learning_rate_init *
+        (t + 1) / W``, a later one ``learning_rate_init * (1 + cos(pi * (t -
+        W) / (T - W))) / 2``, and 0 from T on.
+        """
+        if self.lr_schedule != "cosine":
+            return None
+        n_steps = int(n_epochs) * int(batches_per_epoch)
+        return n_steps, int(warmup_fraction * n_steps)
 
     def iteration_ends(self, time_step):
         """Update the invscaling step size after an epoch (``time_step`` = samples seen)."""

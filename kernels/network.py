@@ -197,12 +197,12 @@ def forward(Xb, csr, rows, params, layers, acts, capacity, slopes, hidden_code, 
         View of the last layer's activations.
     """
     return forward_recording(
-        Xb, csr, rows, params, layers, acts, capacity, None, slopes, hidden_code, out_code, False
+        Xb, csr, rows, params, layers, acts, capacity, None, None, slopes, hidden_code, out_code, False
     )
 
 
 @jit(internal=True)
-def forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs, slopes, hidden_code, out_code, logits):
+def forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs, dropout, slopes, hidden_code, out_code, logits):
     """:func:`forward` that also keeps each pre-activation ``Z[l]`` in ``zs`` unless it is None.
 
     ``zs`` has the layout of ``acts``. None is a compile-time choice: Numba
@@ -210,6 +210,11 @@ def forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs, slopes,
     kernels do not compile it. Recording costs one more pass per
     layer and is meant for inspection, not training. With ``logits`` the
     output layer's activation is skipped (its inputs are left in ``acts``).
+
+    ``dropout`` is None or ``(masks, kept)``, two buffers laid out like
+    ``acts``: each hidden layer's output ``A`` is then kept in ``kept`` and
+    replaced in ``acts`` by ``A * masks`` (0 or ``1 / (1 - p)``), which the
+    next layer takes as input (see :func:`backward_recording`).
     """
     n_rows = Xb.shape[0] if csr is None else rows.shape[0]
     n_layers = layers.shape[0]
@@ -230,12 +235,25 @@ def forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs, slopes,
             identity_forward(Z_saved, bias, None)
         if l < n_layers - 1:
             activate_layer(Z, bias, slopes, layers, l, capacity, hidden_code)
+            if dropout is not None:
+                apply_mask(Z, unit_view(dropout[0], layers, l, capacity, n_rows),
+                           unit_view(dropout[1], layers, l, capacity, n_rows))
         elif logits:
             identity_forward(Z, bias, None)
         else:  # output activations keep no slopes
             activate_layer(Z, bias, None, layers, l, capacity, out_code)
         A = Z
     return A
+
+
+@jit(internal=True)
+def apply_mask(A, mask, kept):
+    """Copy ``A`` into ``kept`` and multiply ``A`` by ``mask`` in place (2-D arrays of one shape)."""
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            a = A[i, j]
+            kept[i, j] = a
+            A[i, j] = a * mask[i, j]
 
 
 @jit(internal=True)
@@ -247,15 +265,19 @@ def backward(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, slope
     term and the division by the weight sum are applied by
     :func:`finalize_gradient`. Arguments are those of :func:`forward`.
     """
-    backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, None, slopes, hidden_code)
+    backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, None, None, slopes, hidden_code)
 
 
 @jit(internal=True)
-def backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, dAs, slopes, hidden_code):
+def backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, dAs, dropout, slopes, hidden_code):
     """:func:`backward` that also keeps ``dA[l] = dZ[l+1] W[l+1]^T`` of hidden layers in ``dAs`` unless it is None.
 
     ``dAs`` has the layout of ``deltas``; the output layer's block is left
     alone (it is the loss's derivative, not a back-propagated one).
+    ``dropout`` is that of the :func:`forward_recording` call: the error
+    sent to a hidden layer is then ``(dA * g'(Z)) * mask``, with ``g'``
+    taken at the kept output ``A``, and ``acts`` (the masked outputs) give
+    the weights' gradients.
     """
     n_rows = Xb.shape[0] if csr is None else rows.shape[0]
     for l in range(layers.shape[0] - 1, -1, -1):
@@ -277,8 +299,21 @@ def backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, gr
             matmul_into(delta, coef_view(params, layers, l).T, delta_prev)
             if dAs is not None:
                 copy_into(delta_prev, unit_view(dAs, layers, l - 1, capacity, n_rows))
-            A_prev = unit_view(acts, layers, l - 1, capacity, n_rows)
-            derive_layer(A_prev, delta_prev, slopes, layers, l - 1, capacity, hidden_code)
+            if dropout is None:
+                A_prev = unit_view(acts, layers, l - 1, capacity, n_rows)
+                derive_layer(A_prev, delta_prev, slopes, layers, l - 1, capacity, hidden_code)
+            else:
+                kept = unit_view(dropout[1], layers, l - 1, capacity, n_rows)
+                derive_layer(kept, delta_prev, slopes, layers, l - 1, capacity, hidden_code)
+                multiply_in_place(delta_prev, unit_view(dropout[0], layers, l - 1, capacity, n_rows))
+
+
+@jit(internal=True)
+def multiply_in_place(A, B):
+    """``A *= B`` for 2-D arrays of one shape, as plain loops (see :func:`copy_rows`)."""
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            A[i, j] = A[i, j] * B[i, j]
 
 
 @jit(internal=True)

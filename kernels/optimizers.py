@@ -14,12 +14,26 @@ weights (the first ``n_coefs`` entries), ``db / S`` for the intercepts -- and
 return ``||W||^2`` (a vectorised sum) for the loss: two passes over the
 parameters per batch instead of four. They step one range of the buffer, so
 that the threads of a split epoch can each step their own.
+
+Two options of the stochastic solvers live here too, each a compile-time
+choice of the training kernels (an argument that is None or not):
+
+    clipping:  g <- g * min(1, max_norm / (||g|| + 1e-6))   (PyTorch's clip_grad_norm_)
+    cosine:    lr(t) = lr_init (t + 1) / W for the steps t = 0, ..., W - 1 of a linear warm-up,
+               then lr_init (1 + cos(pi (t - W) / (T - W))) / 2 up to the step T, then 0
+
+where ``||g||`` is the L2 norm of the whole finished gradient of a
+mini-batch, penalty included (:func:`finished_squared_norm` gives a range's
+share of ``||g||^2``).
 """
 
 import numpy as np
 
-from ._jit import jit
+from ._jit import REASSOCIATE, jit
 from .network import squared_sum
+
+# The term PyTorch's clip_grad_norm_ adds to the norm, so that a zero gradient divides by no zero.
+CLIP_EPSILON = 1e-6
 
 
 @jit(internal=True)
@@ -88,12 +102,63 @@ def adam_step(params, grads, first_moment, second_moment, step, learning_rate, b
 
 
 @jit(internal=True)
+def cosine_rate(learning_rate, step, n_steps, n_warmup):
+    """The cosine schedule's step size (float64) for the step numbered ``step`` from 0, of ``n_steps``.
+
+    The first ``n_warmup`` steps rise linearly, ``learning_rate * (step +
+    1) / n_warmup`` (PyTorch's ``LinearLR`` from ``1 / n_warmup``); the
+    others follow ``learning_rate * (1 + cos(pi * s / S)) / 2`` with ``s =
+    step - n_warmup`` and ``S = n_steps - n_warmup``, written as PyTorch's
+    ``CosineAnnealingLR`` computes it with ``eta_min=0``; 0 from ``n_steps`` on.
+    """
+    if step < n_warmup:
+        return learning_rate * (step + 1) / n_warmup
+    if step >= n_steps:
+        return 0.0
+    return learning_rate * (1.0 + np.cos(np.pi * (step - n_warmup) / (n_steps - n_warmup))) / 2.0
+
+
+@jit(internal=True)
+def clip_scale(max_norm, squared_norm):
+    """The factor on a gradient of squared L2 norm ``squared_norm`` clipped to ``max_norm`` (float64).
+
+    ``min(1, max_norm / (norm + CLIP_EPSILON))``, as PyTorch's
+    ``clip_grad_norm_``; NaN for a NaN norm, so that the step fails visibly.
+    """
+    scale = max_norm / (np.sqrt(squared_norm) + CLIP_EPSILON)
+    return 1.0 if scale > 1.0 else scale
+
+
+@jit(fastmath=REASSOCIATE, internal=True)  # a vectorised sum: the order of its terms may change
+def finished_squared_norm(params, raw_grads, alpha, weight_sum, n_coefs, fit_intercepts, start, stop):
+    """``||g||^2`` (float64) of the finished gradient of ``params[start:stop]``, without writing it.
+
+    ``g`` is ``(dW + alpha W) / S`` for the weights and ``db / S`` for the
+    intercepts (0 without ``fit_intercepts``), as :func:`sgd_update` finishes it.
+    """
+    coefs_stop = max(start, min(stop, n_coefs))  # loops over views from 0, as in sgd_update
+    W, dW = params[start:coefs_stop], raw_grads[start:coefs_stop]
+    db = raw_grads[coefs_stop:stop]
+    total = 0.0
+    for k in range(W.shape[0]):
+        g = (dW[k] + alpha * W[k]) / weight_sum
+        total += np.float64(g) * g
+    if fit_intercepts:
+        for k in range(db.shape[0]):
+            g = db[k] / weight_sum
+            total += np.float64(g) * g
+    return total
+
+
+@jit(internal=True)
 def sgd_update(params, raw_grads, velocity, learning_rate, momentum, nesterov,
-               alpha, weight_sum, n_coefs, fit_intercepts, start, stop):
+               alpha, weight_sum, n_coefs, fit_intercepts, start, stop, scale):
     """Finish the raw gradient and take an SGD step of ``params[start:stop]`` in one pass.
 
     Returns ``||W||^2`` of the range's weights before the step, so that
     threads that share the buffer in ranges can add up the penalty.
+    Unless ``scale`` is None (a compile-time choice), the finished gradient
+    is multiplied by it (gradient clipping).
 
     Parameters
     ----------
@@ -110,6 +175,8 @@ def sgd_update(params, raw_grads, velocity, learning_rate, momentum, nesterov,
         Whether intercepts move.
     start, stop : int
         The range of the buffer to step.
+    scale : float or None
+        Factor on the finished gradient, of the parameters' dtype, or None.
 
     Returns
     -------
@@ -124,10 +191,15 @@ def sgd_update(params, raw_grads, velocity, learning_rate, momentum, nesterov,
     penalty = squared_sum(W, W.shape[0])
     for k in range(W.shape[0]):
         g = (dW[k] + alpha * W[k]) / weight_sum
+        if scale is not None:
+            g = g * scale
         sgd_element(W, W_v, k, g, learning_rate, momentum, nesterov)
     if fit_intercepts:
         for k in range(b.shape[0]):
-            sgd_element(b, b_v, k, db[k] / weight_sum, learning_rate, momentum, nesterov)
+            g = db[k] / weight_sum
+            if scale is not None:
+                g = g * scale
+            sgd_element(b, b_v, k, g, learning_rate, momentum, nesterov)
     else:
         for k in range(b.shape[0]):
             sgd_element(b, b_v, k, weight_sum * 0, learning_rate, momentum, nesterov)
@@ -136,7 +208,7 @@ def sgd_update(params, raw_grads, velocity, learning_rate, momentum, nesterov,
 
 @jit(internal=True)
 def adam_update(params, raw_grads, first_moment, second_moment, step, learning_rate, beta_1,
-                beta_2, epsilon, alpha, weight_sum, n_coefs, fit_intercepts, start, stop):
+                beta_2, epsilon, alpha, weight_sum, n_coefs, fit_intercepts, start, stop, scale):
     """Finish the raw gradient and take an Adam step of ``params[start:stop]`` in one pass.
 
     Arguments are those of :func:`adam_step` and :func:`sgd_update`; returns
@@ -151,10 +223,15 @@ def adam_update(params, raw_grads, first_moment, second_moment, step, learning_r
     penalty = squared_sum(W, W.shape[0])
     for k in range(W.shape[0]):
         g = (dW[k] + alpha * W[k]) / weight_sum
+        if scale is not None:
+            g = g * scale
         adam_element(W, W_m, W_v, k, g, lr_t, b1, b2, c1, c2, eps)
     if fit_intercepts:
         for k in range(b.shape[0]):
-            adam_element(b, b_m, b_v, k, db[k] / weight_sum, lr_t, b1, b2, c1, c2, eps)
+            g = db[k] / weight_sum
+            if scale is not None:
+                g = g * scale
+            adam_element(b, b_m, b_v, k, g, lr_t, b1, b2, c1, c2, eps)
     else:
         for k in range(b.shape[0]):
             adam_element(b, b_m, b_v, k, weight_sum * 0, lr_t, b1, b2, c1, c2, eps)

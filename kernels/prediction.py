@@ -21,7 +21,8 @@ def predict_chunk(X, csr, params, layers, acts, rows, capacity, out, labels, sta
     X_chunk = X[start:stop] if csr is None else X[:0]
     logits_only = labels.shape[0] > 0
     output = forward_recording(
-        X_chunk, csr, chunk_rows, params, layers, acts, capacity, None, None, hidden_code, out_code, logits_only
+        X_chunk, csr, chunk_rows, params, layers, acts, capacity, None, None, None, hidden_code, out_code,
+        logits_only,
     )
     copy_into(output, out[start:stop])
     if logits_only:

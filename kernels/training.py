@@ -26,6 +26,7 @@ import numpy as np
 from ._arrays import matrix_view, prefetch_row
 from ._jit import jit, specialised
 from ._sync import meet, store_release, wait_for_epoch
+from .dropout import draw_masks
 from .losses import output_derivative, output_error, weighted_loss
 from .network import (
     ACTIVATION,
@@ -45,7 +46,16 @@ from .network import (
     squared_sum,
     unit_view,
 )
-from .optimizers import adam_element, adam_rates, adam_update, sgd_element, sgd_update
+from .optimizers import (
+    adam_element,
+    adam_rates,
+    adam_update,
+    clip_scale,
+    cosine_rate,
+    finished_squared_norm,
+    sgd_element,
+    sgd_update,
+)
 
 # Positions in the float64 ``hyper`` vector of train_epoch.
 LEARNING_RATE = 0
@@ -60,15 +70,17 @@ N_HYPER = 6
 @jit(internal=True)
 def raw_batch_gradient(
     Xb, csr, rows, Yb, swb, params, layers, acts, deltas, slopes, capacity, grads, loss_code, eps, huber_delta,
-    zs, dAs, hidden_code, out_code,
+    zs, dAs, dropout, hidden_code, out_code,
 ):
     """Forward pass, loss and backward pass of one batch; RAW gradient sums into ``grads``.
 
     Unless they are None, ``zs`` (layout of ``acts``) receives the pre-activations
     and ``dAs`` (layout of ``deltas``) the back-propagated ``dZ[l+1] W^T`` of
-    every hidden layer, both before any division by the weight sum. The
-    activation codes are compile-time constants (see ``network.forward``),
-    the loss code a compile-time constant or a run-time value.
+    every hidden layer, both before any division by the weight sum, and
+    ``dropout`` = ``(masks, kept)`` applies the dropout masks ``masks`` to
+    the hidden layers (see ``network.forward_recording``). The activation
+    codes are compile-time constants (see ``network.forward``), the loss
+    code a compile-time constant or a run-time value.
 
     Returns
     -------
@@ -78,7 +90,7 @@ def raw_batch_gradient(
         ``S = sum_i s_i``.
     """
     output = forward_recording(
-        Xb, csr, rows, params, layers, acts, capacity, zs, slopes, hidden_code, out_code, False
+        Xb, csr, rows, params, layers, acts, capacity, zs, dropout, slopes, hidden_code, out_code, False
     )
     n_layers = layers.shape[0]
     weight_sum = 0.0
@@ -87,7 +99,9 @@ def raw_batch_gradient(
     data_loss = weighted_loss(output, Yb, swb, loss_code, eps, huber_delta)
     delta = unit_view(deltas, layers, n_layers - 1, capacity, output.shape[0])
     output_layer_error(output, Yb, swb, layers, out_code, loss_code, huber_delta, delta)
-    backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, dAs, slopes, hidden_code)
+    backward_recording(
+        Xb, csr, rows, params, layers, acts, deltas, capacity, grads, dAs, dropout, slopes, hidden_code
+    )
     return data_loss, weight_sum
 
 
@@ -113,16 +127,17 @@ def batch_loss_and_gradient_recording(hidden_code, out_code, loss_constant):
 
     Arguments are those of :func:`raw_batch_gradient` plus ``alpha``,
     ``loss_scale`` and ``fit_intercepts``; returns :func:`reported_loss`.
+    With ``dropout``, the objective and gradient are those of the network
+    whose hidden outputs are multiplied by the given masks.
     """
-
     def batch_loss_and_gradient_recording(
         Xb, csr, rows, Yb, swb, params, layers, acts, deltas, slopes,
-        capacity, grads, alpha, loss_code, loss_scale, eps, huber_delta, fit_intercepts, zs, dAs,
+        capacity, grads, alpha, loss_code, loss_scale, eps, huber_delta, fit_intercepts, zs, dAs, dropout,
     ):
         loss = loss_code if loss_constant is None else loss_constant
         data_loss, weight_sum = raw_batch_gradient(
             Xb, csr, rows, Yb, swb, params, layers, acts, deltas, slopes,
-            capacity, grads, loss, eps, huber_delta, zs, dAs, hidden_code, out_code,
+            capacity, grads, loss, eps, huber_delta, zs, dAs, dropout, hidden_code, out_code,
         )
         return finish_loss_and_gradient(
             grads, params, layers, data_loss, weight_sum, alpha, loss_scale, fit_intercepts
@@ -145,6 +160,30 @@ def parameter_bound(n_params, part, n_parts):
     return min(n_params, (part_bound(n_params, part, n_parts) + 15) // 16 * 16)
 
 
+@jit(internal=True)
+def step_range(params, total_grads, velocity, first_moment, second_moment, step, rate, hyper,
+               alpha, weight_sum, n_coefs, fit_intercepts, start, stop, scale):
+    """The optimizer step of ``params[start:stop]`` with the finished gradient times ``scale`` (None: 1).
+
+    ``rate`` is the step's learning rate (float64); returns the range's
+    ``||W||^2`` before the step (see ``optimizers.sgd_update``).
+    """
+    penalty = 0.0
+    # the one step below that a specialisation keeps (the other's state is None)
+    if first_moment is not None:
+        penalty = adam_update(
+            params, total_grads, first_moment, second_moment, step, rate, hyper[BETA_1],
+            hyper[BETA_2], hyper[EPSILON], alpha, weight_sum, n_coefs, fit_intercepts, start, stop, scale,
+        )
+    if velocity is not None:
+        dtype = params.dtype.type
+        penalty = sgd_update(
+            params, total_grads, velocity, dtype(rate), dtype(hyper[MOMENTUM]), hyper[NESTEROV] != 0,
+            alpha, weight_sum, n_coefs, fit_intercepts, start, stop, scale,
+        )
+    return penalty
+
+
 @specialised
 def train_epoch(hidden_code, out_code, loss_constant):
     """Train one epoch over the rows ``order`` in mini-batches of ``batch_size``.
@@ -156,16 +195,21 @@ def train_epoch(hidden_code, out_code, loss_constant):
     each range's ``||W||^2`` summed apart. ``n_threads`` calls running at
     once share the parts and ranges: thread ``t`` computes those numbered
     ``t``, ``t + n_threads``, ..., and the threads meet at two barriers per
-    mini-batch (:func:`kernels._sync.meet`). The arithmetic of a part does
-    not depend on the thread that computes it, so the results do not depend
-    on ``n_threads``; with one part they are scikit-learn's, up to the order
-    of the terms of the sums.
+    mini-batch (:func:`kernels._sync.meet`), three with gradient clipping
+    (the ranges' shares of ``||g||^2`` are added in range order after the
+    second). The arithmetic of a part does not depend on the thread that
+    computes it, so the results do not depend on ``n_threads``; with one
+    part they are scikit-learn's, up to the order of the terms of the sums.
 
     Thread 0 runs one epoch per call. Any other thread is a worker: it runs
-    its parts of every epoch that thread 0 starts (``order`` and ``hyper``
-    are read anew at each; the caller rewrites them in place between
-    epochs) until the abort flag is raised, so that no thread is woken
-    between the epochs of a fit.
+    its parts of every epoch that thread 0 starts (``order``, ``hyper`` and
+    the dropout seed and epoch are read anew at each; the caller rewrites
+    them in place between epochs) until the abort flag is raised, so that
+    no thread is woken between the epochs of a fit.
+
+    The cosine schedule, gradient clipping and dropout are compile-time
+    choices, as the solver is: Numba prunes the code of each whose argument
+    is None, so a fit without them compiles none of it.
 
     Parameters
     ----------
@@ -202,8 +246,9 @@ def train_epoch(hidden_code, out_code, loss_constant):
         Gathered sample weights of each part.
     rows : ndarray of shape (n_parts, capacity)
         Row numbers of each part.
-    part_sums : ndarray of shape (n_parts, 3)
-        Per part: data loss, weight sum and the ``||W||^2`` of its range.
+    part_sums : ndarray of shape (n_parts, 3), or (n_parts, 4) with ``max_grad_norm``
+        Per part: data loss, weight sum, the ``||W||^2`` of its range and,
+        with clipping, the range's share of ``||g||^2``.
     alpha, loss_scale, eps, huber_delta : float
         L2 strength, factor on the reported data loss, log-loss clipping,
         Huber's threshold.
@@ -219,16 +264,28 @@ def train_epoch(hidden_code, out_code, loss_constant):
         Adam's moments; None for SGD. The solver is a compile-time choice:
         Numba prunes the code of the solver whose state is None.
     step_counter : ndarray of shape (1,)
-        Adam's step count t, advanced once per batch (by the call that
-        runs part 0).
+        The optimizer's step count, advanced once per batch (by thread 0,
+        at the end of the epoch) for Adam and for the cosine schedule.
+    schedule : tuple of (int, int) or None
+        With ``(n_steps, n_warmup)``, the learning rate of the step numbered
+        from 0 over the optimizer's life (``step_counter``) is
+        ``optimizers.cosine_rate`` of the rate in ``hyper``; None for the
+        rate in ``hyper``.
+    max_grad_norm : float or None
+        Clip each mini-batch's finished gradient to this L2 norm
+        (``optimizers.clip_scale``); None for no clipping.
+    dropout : tuple or None
+        ``(masks, kept, seed_epoch, thresholds, scales)`` for dropout on the
+        hidden layers: two buffers of the shape of ``acts``, and the
+        arguments of ``dropout.draw_masks``; None for no dropout.
     thread : int
         This call's thread number, from 0 to ``n_threads - 1``.
     n_threads : int
         Threads that share the epoch, at most ``n_parts``.
-    sync : ndarray of shape (n_threads + 2,) of int64
+    sync : ndarray of shape (n_threads + 2,) of int64, or None
         Barrier counters, abort flag and epochs started (see
-        ``kernels._sync``), zero before the first epoch of the workers
-        (unused with one thread).
+        ``kernels._sync``), zero before the first epoch of the workers;
+        None compiles no thread code (then ``n_threads`` must be 1).
 
     Returns
     -------
@@ -241,13 +298,15 @@ def train_epoch(hidden_code, out_code, loss_constant):
         X, csr, Y, sample_weight, order, batch_size,
         params, layers, acts, deltas, slopes, grads, Xb, Yb, swb, rows, part_sums,
         alpha, loss_code, loss_scale, eps, huber_delta, fit_intercepts,
-        hyper, velocity, first_moment, second_moment, step_counter, thread, n_threads, sync,
+        hyper, velocity, first_moment, second_moment, step_counter,
+        schedule, max_grad_norm, dropout, thread, n_threads, sync,
     ):
         return train_epoch_coded(
             X, csr, Y, sample_weight, order, batch_size,
             params, layers, acts, deltas, slopes, grads, Xb, Yb, swb, rows, part_sums,
             alpha, loss_code, loss_scale, eps, huber_delta, fit_intercepts,
-            hyper, velocity, first_moment, second_moment, step_counter, thread, n_threads, sync,
+            hyper, velocity, first_moment, second_moment, step_counter,
+            schedule, max_grad_norm, dropout, thread, n_threads, sync,
             hidden_code, out_code, loss_constant,
         )
 
@@ -259,7 +318,8 @@ def train_epoch_coded(
     X, csr, Y, sample_weight, order, batch_size,
     params, layers, acts, deltas, slopes, grads, Xb, Yb, swb, rows, part_sums,
     alpha, loss_code, loss_scale, eps, huber_delta, fit_intercepts,
-    hyper, velocity, first_moment, second_moment, step_counter, thread, n_threads, sync,
+    hyper, velocity, first_moment, second_moment, step_counter,
+    schedule, max_grad_norm, dropout, thread, n_threads, sync,
     hidden_code, out_code, loss_constant,
 ):
     """:func:`train_epoch` with its codes as arguments: compile-time constants, or None for run-time ones."""
@@ -277,21 +337,25 @@ def train_epoch_coded(
     epochs = 0
     # a worker loops over epochs here: the epoch's code is written once in this
     # function (as a separate helper it cost 1.1 s more of first compile)
-    while not worker or wait_for_epoch(sync, n_threads, epochs + 1):
-        reached = 0  # barriers this thread has met in earlier epochs: the count goes on
-        if threaded:
-            reached = sync[thread]
-            if not worker:  # start the epoch for the workers
-                store_release(sync, n_threads + 1, sync[n_threads + 1] + 1)
-        learning_rate = dtype(hyper[LEARNING_RATE])
-        momentum = dtype(hyper[MOMENTUM])
-        nesterov = hyper[NESTEROV] != 0
+    while True:
+        barrier = 0  # barriers this thread has met, counted on from earlier epochs
+        if sync is not None:
+            if worker and not wait_for_epoch(sync, n_threads, epochs + 1):
+                break
+            if threaded:
+                barrier = sync[thread]
+                if not worker:  # start the epoch for the workers
+                    store_release(sync, n_threads + 1, sync[n_threads + 1] + 1)
         first_step = step_counter[0]
         n_batches = 0
         loss_sum = 0.0
         for start in range(0, n_train, batch_size):
             n_rows = min(batch_size, n_train - start)
             n_batches += 1
+            step = first_step + n_batches  # this batch's step, numbered from 1
+            rate = hyper[LEARNING_RATE]
+            if schedule is not None:
+                rate = cosine_rate(rate, step - 1, schedule[0], schedule[1])
             for p in range(thread, n_parts, n_threads):
                 part_start = start + part_bound(n_rows, p, n_parts)
                 part_rows = start + part_bound(n_rows, p + 1, n_parts) - part_start
@@ -308,17 +372,27 @@ def train_epoch_coded(
                     copy_rows(X, batch_rows, X_batch)
                 else:
                     X_batch = Xb[p, :0]
-                if part_rows > 0:
+                if part_rows == 0:
+                    grads[p, :] = 0
+                    part_sums[p, 0], part_sums[p, 1] = 0.0, 0.0
+                elif dropout is None:
                     part_sums[p, 0], part_sums[p, 1] = raw_batch_gradient(
                         X_batch, csr, batch_rows, Yb[p, :part_rows], sw_part,
                         params, layers, acts[p], deltas[p], None if slopes is None else slopes[p],
-                        capacity, grads[p], loss, eps, huber_delta, None, None, hidden_code, out_code,
+                        capacity, grads[p], loss, eps, huber_delta, None, None, None, hidden_code, out_code,
                     )
                 else:
-                    grads[p, :] = 0
-                    part_sums[p, 0], part_sums[p, 1] = 0.0, 0.0
-            if threaded and not meet(sync, thread, n_threads, reached + 2 * n_batches - 1):
-                return np.nan
+                    masks, kept = dropout[0][p], dropout[1][p]
+                    draw_masks(dropout[2], dropout[3], dropout[4], layers, batch_rows, masks, capacity)
+                    part_sums[p, 0], part_sums[p, 1] = raw_batch_gradient(
+                        X_batch, csr, batch_rows, Yb[p, :part_rows], sw_part,
+                        params, layers, acts[p], deltas[p], None if slopes is None else slopes[p],
+                        capacity, grads[p], loss, eps, huber_delta, None, None, (masks, kept), hidden_code, out_code,
+                    )
+            if sync is not None and threaded:
+                barrier += 1
+                if not meet(sync, thread, n_threads, barrier):
+                    return np.nan
             data_loss, weight_sum = 0.0, 0.0
             for p in range(n_parts):
                 data_loss += part_sums[p, 0]
@@ -332,25 +406,41 @@ def train_epoch_coded(
                     part_range = grads[q, range_start:range_stop]
                     for k in range(total_range.shape[0]):
                         total_range[k] += part_range[k]
-                # the one step below that this specialisation keeps returns the range's ||W||^2
-                if first_moment is not None:
-                    part_sums[p, 2] = adam_update(
-                        params, total_grads, first_moment, second_moment, first_step + n_batches,
-                        hyper[LEARNING_RATE], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON], typed_alpha,
-                        typed_sum, n_coefs, fit_intercepts, range_start, range_stop,
+                if max_grad_norm is None:
+                    part_sums[p, 2] = step_range(
+                        params, total_grads, velocity, first_moment, second_moment, step, rate, hyper,
+                        typed_alpha, typed_sum, n_coefs, fit_intercepts, range_start, range_stop, None,
                     )
-                if velocity is not None:
-                    part_sums[p, 2] = sgd_update(
-                        params, total_grads, velocity, learning_rate, momentum, nesterov, typed_alpha,
-                        typed_sum, n_coefs, fit_intercepts, range_start, range_stop,
+                else:
+                    part_sums[p, 3] = finished_squared_norm(
+                        params, total_grads, typed_alpha, typed_sum, n_coefs, fit_intercepts,
+                        range_start, range_stop,
                     )
-            if threaded and not meet(sync, thread, n_threads, reached + 2 * n_batches):
-                return np.nan
+            if max_grad_norm is not None:
+                if sync is not None and threaded:
+                    barrier += 1
+                    if not meet(sync, thread, n_threads, barrier):
+                        return np.nan
+                squared_norm = 0.0
+                for p in range(n_parts):  # in range order: the same sum in every thread
+                    squared_norm += part_sums[p, 3]
+                scale = dtype(clip_scale(max_grad_norm, squared_norm))
+                for p in range(thread, n_parts, n_threads):
+                    range_start = parameter_bound(n_params, p, n_parts)
+                    range_stop = parameter_bound(n_params, p + 1, n_parts)
+                    part_sums[p, 2] = step_range(
+                        params, total_grads, velocity, first_moment, second_moment, step, rate, hyper,
+                        typed_alpha, typed_sum, n_coefs, fit_intercepts, range_start, range_stop, scale,
+                    )
+            if sync is not None and threaded:
+                barrier += 1
+                if not meet(sync, thread, n_threads, barrier):
+                    return np.nan
             penalty = 0.0
             for p in range(n_parts):
                 penalty += part_sums[p, 2]
             loss_sum += reported_loss(data_loss, penalty, weight_sum, alpha, loss_scale) * n_rows
-        if first_moment is not None and not worker:
+        if not worker and (first_moment is not None or schedule is not None):
             step_counter[0] = first_step + n_batches
         epochs += 1
         if not worker:
@@ -367,6 +457,52 @@ def per_weight(value, weight_sum, unit_weight):
     (sampled with perf on 20-32-1).
     """
     return value if unit_weight else value / weight_sum
+
+
+@jit(internal=True)
+def one_row_squared_norm(
+    x, params, layers, acts, deltas, slopes, alpha, weight_sum, unit_weight, fit_intercepts, hidden_code,
+):
+    """Back-propagate one row's output error through every layer; return ``||g||^2`` of its finished gradient.
+
+    ``acts`` and ``deltas`` are the one-row buffers of
+    :func:`train_epoch_one_row` after its forward pass, with the output
+    error in place; every layer's error is left in ``deltas`` (computed as
+    that kernel computes it) and nothing else is written. ``g`` is that
+    kernel's gradient: ``(a_i d_j + alpha W_ij) / S`` and ``d_j / S`` (0
+    without ``fit_intercepts``), squares summed in float64.
+    """
+    n_layers = layers.shape[0]
+    total = 0.0
+    unit_start = acts.shape[0]
+    for l in range(n_layers - 1, -1, -1):
+        fan_in, fan_out = layers[l, FAN_IN], layers[l, FAN_OUT]
+        coef_start = layers[l, COEF_OFFSET]
+        unit_start -= fan_out
+        delta = deltas[unit_start : unit_start + fan_out]
+        A_prev = acts[unit_start - fan_in : unit_start] if l > 0 else x
+        W = matrix_view(params[coef_start : coef_start + fan_in * fan_out], fan_in, fan_out)
+        for i in range(fan_in):
+            a = A_prev[i]
+            for j in range(fan_out):
+                g = per_weight(a * delta[j] + alpha * W[i, j], weight_sum, unit_weight)
+                total += np.float64(g) * g
+        if fit_intercepts:
+            for j in range(fan_out):
+                g = per_weight(delta[j], weight_sum, unit_weight)
+                total += np.float64(g) * g
+        if l > 0:
+            delta_prev = deltas[unit_start - fan_in : unit_start]
+            for i in range(fan_in):
+                sent = delta.dtype.type(0)
+                for j in range(fan_out):
+                    sent += delta[j] * W[i, j]
+                delta_prev[i] = sent
+            derive_layer(
+                matrix_view(A_prev, 1, fan_in), matrix_view(delta_prev, 1, fan_in), slopes, layers, l - 1, 1,
+                hidden_code,
+            )
+    return total
 
 
 # Layers with fewer output units than this run their one-row loops with the
@@ -390,12 +526,18 @@ def train_epoch_one_row(hidden_code, out_code, loss_constant):
     inputs per pass in wide layers, no division by a weight of 1 and
     aligned buffers took it from 0.65-0.7 us.
 
+    With ``max_grad_norm``, the errors of every layer and the gradient's
+    norm are computed first (:func:`one_row_squared_norm`), since the
+    clipped step of a layer needs the norm of them all; the walk down the
+    layers then only steps the weights.
+
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
         Dense input.
     Y, sample_weight, order, params, layers, alpha, loss_code, loss_scale, eps, huber_delta, \
-fit_intercepts, hyper, velocity, first_moment, second_moment, step_counter
+fit_intercepts, hyper, velocity, first_moment, second_moment, step_counter, \
+schedule, max_grad_norm
         As for :func:`train_epoch`.
     acts, deltas : ndarray of shape (sum(fan_out),)
         Work buffers for one row.
@@ -411,12 +553,12 @@ fit_intercepts, hyper, velocity, first_moment, second_moment, step_counter
     def train_epoch_one_row(
         X, Y, sample_weight, order, params, layers, acts, deltas, slopes,
         alpha, loss_code, loss_scale, eps, huber_delta, fit_intercepts,
-        hyper, velocity, first_moment, second_moment, step_counter,
+        hyper, velocity, first_moment, second_moment, step_counter, schedule, max_grad_norm,
     ):
         return train_epoch_one_row_coded(
             X, Y, sample_weight, order, params, layers, acts, deltas, slopes,
             alpha, loss_code, loss_scale, eps, huber_delta, fit_intercepts,
-            hyper, velocity, first_moment, second_moment, step_counter,
+            hyper, velocity, first_moment, second_moment, step_counter, schedule, max_grad_norm,
             hidden_code, out_code, loss_constant,
         )
 
@@ -427,7 +569,7 @@ fit_intercepts, hyper, velocity, first_moment, second_moment, step_counter
 def train_epoch_one_row_coded(
     X, Y, sample_weight, order, params, layers, acts, deltas, slopes,
     alpha, loss_code, loss_scale, eps, huber_delta, fit_intercepts,
-    hyper, velocity, first_moment, second_moment, step_counter,
+    hyper, velocity, first_moment, second_moment, step_counter, schedule, max_grad_norm,
     hidden_code, out_code, loss_constant,
 ):
     """:func:`train_epoch_one_row` with its codes as arguments: compile-time constants, or None for run-time ones."""
@@ -500,11 +642,24 @@ def train_epoch_one_row_coded(
         data_loss = weighted_loss(output, Y_row, weight_row, loss, eps, huber_delta)
         output_layer_error(output, Y_row, weight_row, layers, out_code, loss, huber_delta, out_delta)
         penalty = squared_sum(params, n_coefs)
-        if first_moment is not None:
+        rate = hyper[LEARNING_RATE]
+        if schedule is not None:
+            rate = cosine_rate(rate, step_counter[0], schedule[0], schedule[1])
+            learning_rate = dtype(rate)
             step_counter[0] += 1
+        if first_moment is not None:
+            if schedule is None:
+                step_counter[0] += 1
             lr_t, b1, b2, c1, c2, adam_eps = adam_rates(
-                params, step_counter[0], hyper[LEARNING_RATE], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]
+                params, step_counter[0], rate, hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]
             )
+        scale = zero
+        if max_grad_norm is not None:
+            squared_norm = one_row_squared_norm(
+                X[r], params, layers, acts, deltas, slopes, typed_alpha, typed_sum, unit_weight, fit_intercepts,
+                hidden_code,
+            )
+            scale = dtype(clip_scale(max_grad_norm, squared_norm))
         # backward, layer by layer from the top, each layer's step fused in
         for l in range(n_layers - 1, -1, -1):
             fan_in, fan_out = layers[l, FAN_IN], layers[l, FAN_OUT]
@@ -525,38 +680,49 @@ def train_epoch_one_row_coded(
             W = matrix_view(params[coef_start : coef_start + n_coefs_l], fan_in, fan_out)
             W_a = matrix_view(state_a[coef_start : coef_start + n_coefs_l], fan_in, fan_out)
             W_b = matrix_view(state_b[coef_start : coef_start + n_coefs_l], fan_in, fan_out)
+            # with clipping, the errors are already back-propagated (one_row_squared_norm)
             if fan_out >= NARROW_LAYER:
                 for i in range(fan_in):
-                    if l > 0:
-                        total = zero
-                        for j in range(fan_out):
-                            total += delta[j] * W[i, j]
-                        delta_prev[i] = total
+                    if max_grad_norm is None:
+                        if l > 0:
+                            total = zero
+                            for j in range(fan_out):
+                                total += delta[j] * W[i, j]
+                            delta_prev[i] = total
                     a = A_prev[i]
                     if first_moment is not None:
                         for j in range(fan_out):
                             g = per_weight(a * delta[j] + typed_alpha * W[i, j], typed_sum, unit_weight)
+                            if max_grad_norm is not None:
+                                g = g * scale
                             adam_element(W, W_a, W_b, (i, j), g, lr_t, b1, b2, c1, c2, adam_eps)
                     else:
                         for j in range(fan_out):
                             g = per_weight(a * delta[j] + typed_alpha * W[i, j], typed_sum, unit_weight)
+                            if max_grad_norm is not None:
+                                g = g * scale
                             sgd_element(W, W_a, (i, j), g, learning_rate, momentum, nesterov)
             else:
-                if l > 0:
-                    delta_prev[:] = zero
-                    for j in range(fan_out):
-                        d = delta[j]
-                        for i in range(fan_in):
-                            delta_prev[i] += d * W[i, j]
+                if max_grad_norm is None:
+                    if l > 0:
+                        delta_prev[:] = zero
+                        for j in range(fan_out):
+                            d = delta[j]
+                            for i in range(fan_in):
+                                delta_prev[i] += d * W[i, j]
                 for j in range(fan_out):
                     d = delta[j]
                     if first_moment is not None:
                         for i in range(fan_in):
                             g = per_weight(A_prev[i] * d + typed_alpha * W[i, j], typed_sum, unit_weight)
+                            if max_grad_norm is not None:
+                                g = g * scale
                             adam_element(W, W_a, W_b, (i, j), g, lr_t, b1, b2, c1, c2, adam_eps)
                     else:
                         for i in range(fan_in):
                             g = per_weight(A_prev[i] * d + typed_alpha * W[i, j], typed_sum, unit_weight)
+                            if max_grad_norm is not None:
+                                g = g * scale
                             sgd_element(W, W_a, (i, j), g, learning_rate, momentum, nesterov)
             intercept_start = layers[l, INTERCEPT_OFFSET]
             b = params[intercept_start : intercept_start + fan_out]
@@ -564,11 +730,13 @@ def train_epoch_one_row_coded(
             b_b = state_b[intercept_start : intercept_start + fan_out]
             for j in range(fan_out):
                 g = per_weight(delta[j], typed_sum, unit_weight) if fit_intercepts else zero
+                if max_grad_norm is not None:
+                    g = g * scale
                 if first_moment is not None:
                     adam_element(b, b_a, b_b, j, g, lr_t, b1, b2, c1, c2, adam_eps)
                 else:
                     sgd_element(b, b_a, j, g, learning_rate, momentum, nesterov)
-            if l > 0:
+            if max_grad_norm is None and l > 0:
                 derive_layer(
                     matrix_view(A_prev, 1, fan_in), matrix_view(delta_prev, 1, fan_in), slopes, layers, l - 1, 1,
                     hidden_code,

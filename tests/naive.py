@@ -234,11 +234,34 @@ def forward(X, coefs, intercepts, activations):
     return forward_z(X, coefs, intercepts, activations)[1]
 
 
-def backward(X, coefs, outputs, activations, delta_out, pre_activations=None):
+def forward_with_masks(X, coefs, intercepts, activations, masks):
+    """:func:`forward_z` with inverted dropout: hidden layer l's output is multiplied by ``masks[l]``.
+
+    Returns ``(pre_activations, outputs, kept)``: the ``Z_l``, the masked
+    outputs (the output layer's unmasked) and the hidden layers' outputs
+    before their masks.
+    """
+    pre_activations, outputs, kept = [], [], []
+    A = X
+    for l, (W, b, name) in enumerate(zip(coefs, intercepts, activations)):
+        with np.errstate(all="ignore"):
+            Z = A @ W + b
+            A = activate(name, Z)
+            if l < len(coefs) - 1:
+                kept.append(A)
+                A = A * masks[l]
+        pre_activations.append(Z)
+        outputs.append(A)
+    return pre_activations, outputs, kept
+
+
+def backward(X, coefs, outputs, activations, delta_out, pre_activations=None, masks=None, kept=None):
     """Raw sums ``(dW, db)``: ``A_{l-1}^T dZ_l`` and the column sums of ``dZ_l``.
 
     ``pre_activations`` (the ``Z_l``) are needed for the activations of
-    :data:`FROM_Z`.
+    :data:`FROM_Z`. With ``masks`` and ``kept`` from
+    :func:`forward_with_masks`, the error sent to hidden layer l is
+    ``(dA * g'(kept[l])) * masks[l]``.
     """
     n_layers = len(coefs)
     dW, db = [None] * n_layers, [None] * n_layers
@@ -250,7 +273,11 @@ def backward(X, coefs, outputs, activations, delta_out, pre_activations=None):
             db[l] = delta.sum(axis=0)
             if l > 0:
                 Z_prev = None if pre_activations is None else pre_activations[l - 1]
-                delta = apply_derivative(activations[l - 1], outputs[l - 1], delta @ coefs[l].T, Z_prev)
+                if masks is None:
+                    delta = apply_derivative(activations[l - 1], outputs[l - 1], delta @ coefs[l].T, Z_prev)
+                else:
+                    A_kept = kept[l - 1]
+                    delta = apply_derivative(activations[l - 1], A_kept, delta @ coefs[l].T, Z_prev) * masks[l - 1]
     return dW, db
 
 
@@ -269,15 +296,21 @@ def squared_coef_norm(coefs):
 
 def loss_and_gradient(
     X, Y, sample_weight, params, sizes, activations, alpha, loss, loss_scale, eps, fit_intercepts,
-    huber_delta=1.0,
+    huber_delta=1.0, masks=None,
 ):
     """Objective ``loss_scale sum_i s_i loss_i / S + alpha/2 ||W||^2 / S`` and its gradient.
 
     The gradient is that of the objective with ``loss_scale = 1`` (scikit-learn
     scales only the reported loss, e.g. by 1 / n_outputs for squared error).
+    With ``masks`` (one per hidden layer), of the network with inverted
+    dropout by these masks.
     """
     coefs, intercepts = unpack(params, sizes)
-    pre_activations, outputs = forward_z(X, coefs, intercepts, activations)
+    kept = None
+    if masks is None:
+        pre_activations, outputs = forward_z(X, coefs, intercepts, activations)
+    else:
+        pre_activations, outputs, kept = forward_with_masks(X, coefs, intercepts, activations, masks)
     weight_sum = float(np.sum(np.asarray(sample_weight, dtype=np.float64)))
     with np.errstate(all="ignore"):
         data_loss = weighted_loss_sum(loss, outputs[-1], Y, sample_weight, eps, huber_delta)
@@ -286,7 +319,7 @@ def loss_and_gradient(
             + 0.5 * alpha * squared_coef_norm(coefs) / weight_sum
         )
     delta = output_delta(loss, activations[-1], outputs[-1], Y, sample_weight, huber_delta)
-    dW, db = backward(X, coefs, outputs, activations, delta, pre_activations)
+    dW, db = backward(X, coefs, outputs, activations, delta, pre_activations, masks, kept)
     return objective, finalize(dW, db, coefs, alpha, weight_sum, fit_intercepts)
 
 
@@ -314,6 +347,63 @@ def adam_step(params, grads, first_moment, second_moment, t, learning_rate, beta
     params += -lr_t * first_moment / (np.sqrt(second_moment) + epsilon)
 
 
+def clipped(grads, max_norm):
+    """``grads * min(1, max_norm / (||grads|| + 1e-6))`` (PyTorch's ``clip_grad_norm_``), in their dtype."""
+    norm = np.sqrt(np.sum(np.asarray(grads, dtype=np.float64) ** 2))
+    scale = min(1.0, max_norm / (norm + 1e-6))
+    return grads * grads.dtype.type(scale)
+
+
+def cosine_rate(learning_rate, t, n_steps, n_warmup=0):
+    """Step size of step ``t`` (from 0) of the cosine schedule over ``n_steps`` steps; 0 from then on.
+
+    The first ``n_warmup`` steps rise linearly to ``learning_rate``; the
+    cosine runs over the others.
+    """
+    if t < n_warmup:
+        return learning_rate * (t + 1) / n_warmup
+    if t >= n_steps:
+        return 0.0
+    return learning_rate * (1 + np.cos(np.pi * (t - n_warmup) / (n_steps - n_warmup))) / 2
+
+
+# --------------------------------------------------------------------------
+# Dropout masks: SplitMix64's output function on a counter, in Python integers
+# --------------------------------------------------------------------------
+
+_GAMMA = 0x9E3779B97F4A7C15
+_UINT64 = 2**64 - 1
+
+
+def _mix(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _UINT64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _UINT64
+    return z ^ (z >> 31)
+
+
+def dropout_masks(seed, epoch, rows, hidden_sizes, rates, dtype):
+    """One (len(rows), units) mask per hidden layer: 0 or ``1 / (1 - p)``.
+
+    Unit j (numbered across the hidden layers) of input row r is dropped
+    when ``mix(key + (r * n_hidden + j + 1) * GAMMA) < floor(p * 2^64)``, with
+    ``key = mix(mix(seed + GAMMA) + epoch * GAMMA)`` (all modulo 2^64).
+    """
+    key = _mix((_mix((seed + _GAMMA) & _UINT64) + epoch * _GAMMA) & _UINT64)
+    n_hidden = sum(hidden_sizes)
+    masks, first_unit = [], 0
+    for units, rate in zip(hidden_sizes, rates):
+        threshold = min(int(rate * 2.0**64), _UINT64)
+        scale = dtype(1.0 / (1.0 - rate))
+        mask = np.empty((len(rows), units), dtype=dtype)
+        for k, r in enumerate(rows):
+            for j in range(units):
+                u = _mix((key + (int(r) * n_hidden + first_unit + j + 1) * _GAMMA) & _UINT64)
+                mask[k, j] = scale if u >= threshold else 0
+        masks.append(mask)
+        first_unit += units
+    return masks
+
+
 # --------------------------------------------------------------------------
 # One mini-batch epoch
 # --------------------------------------------------------------------------
@@ -322,26 +412,38 @@ def adam_step(params, grads, first_moment, second_moment, t, learning_rate, beta
 def train_epoch(
     X, Y, sample_weight, order, batch_size, params, sizes, activations, alpha, loss,
     loss_scale, eps, fit_intercepts, solver, hyper, state_a, state_b, t, huber_delta=1.0,
+    max_grad_norm=None, schedule=None, dropout=None,
 ):
     """One epoch over ``order`` in consecutive batches; updates in place.
 
     ``solver`` is "sgd" or "adam"; ``hyper`` is (learning_rate, momentum,
     nesterov, beta_1, beta_2, epsilon). Returns ``(loss_sum, t)`` where
     ``loss_sum`` adds each batch objective times the batch length (as
-    scikit-learn's ``accumulated_loss``) and ``t`` is Adam's step count.
+    scikit-learn's ``accumulated_loss``) and ``t`` is the step count (Adam's,
+    or of the cosine schedule). Options: clip each batch's gradient to
+    ``max_grad_norm``; the cosine schedule ``schedule = (n_steps, n_warmup)``;
+    ``dropout = (seed, epoch, rates)`` with :func:`dropout_masks`.
     """
     learning_rate, momentum, nesterov, beta_1, beta_2, epsilon = hyper
     loss_sum = 0.0
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
+        masks = None
+        if dropout is not None:
+            seed, epoch, rates = dropout
+            masks = dropout_masks(seed, epoch, batch, sizes[1:-1], rates, params.dtype.type)
         batch_loss, grads = loss_and_gradient(
             X[batch], Y[batch], sample_weight[batch], params, sizes, activations,
-            alpha, loss, loss_scale, eps, fit_intercepts, huber_delta,
+            alpha, loss, loss_scale, eps, fit_intercepts, huber_delta, masks,
         )
         loss_sum += batch_loss * len(batch)
-        if solver == "adam":
+        if max_grad_norm is not None:
+            grads = clipped(grads, max_grad_norm)
+        rate = learning_rate if schedule is None else cosine_rate(learning_rate, t, *schedule)
+        if solver == "adam" or schedule is not None:
             t += 1
-            adam_step(params, grads, state_a, state_b, t, learning_rate, beta_1, beta_2, epsilon)
+        if solver == "adam":
+            adam_step(params, grads, state_a, state_b, t, rate, beta_1, beta_2, epsilon)
         else:
-            sgd_step(params, grads, state_a, learning_rate, momentum, bool(nesterov))
+            sgd_step(params, grads, state_a, rate, momentum, bool(nesterov))
     return loss_sum, t

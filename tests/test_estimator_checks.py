@@ -57,16 +57,20 @@ def test_sklearn_estimator_checks(estimator, check):
 # ---------------------------------------------------------------------------
 
 # Keyword-only constructor parameters appended after scikit-learn's ...
+TRAINING_OPTIONS = {"dropout": 0.0, "max_grad_norm": None, "warmup_fraction": 0.0}
 EXTRA_PARAMS = {
-    MLPClassifier: {"early_stopping_metric": "score", "class_weight": None},
-    MLPRegressor: {"early_stopping_metric": "score", "huber_delta": 1.0},
+    MLPClassifier: {"early_stopping_metric": "score", "class_weight": None, **TRAINING_OPTIONS},
+    MLPRegressor: {"early_stopping_metric": "score", "huber_delta": 1.0, **TRAINING_OPTIONS},
 }
 # ... values added to scikit-learn's options of a parameter (and the other
 # constraints of the parameter after its options) ...
+NEW_ACTIVATIONS = ({"leaky_relu", "gelu", "silu", "softplus"}, [tuple])
 EXTRA_OPTIONS = {
-    (MLPClassifier, "activation"): ({"leaky_relu", "gelu", "silu", "softplus"}, [tuple]),
-    (MLPRegressor, "activation"): ({"leaky_relu", "gelu", "silu", "softplus"}, [tuple]),
+    (MLPClassifier, "activation"): NEW_ACTIVATIONS,
+    (MLPRegressor, "activation"): NEW_ACTIVATIONS,
     (MLPRegressor, "loss"): ({"absolute_error", "huber"}, []),
+    (MLPClassifier, "learning_rate"): ({"cosine"}, []),
+    (MLPRegressor, "learning_rate"): ({"cosine"}, []),
 }
 # ... keyword arguments appended to fit (the names HistGradientBoosting uses) ...
 EXTRA_FIT_ARGS = ["X_val", "y_val", "sample_weight_val"]

@@ -192,6 +192,39 @@ def test_to_sklearn_refuses_what_scikit_learn_cannot_represent(cls, params, mess
         to_sklearn(model)
 
 
+@pytest.mark.parametrize("setting", [
+    {"dropout": 0.2}, {"dropout": (0.0, 0.1)}, {"max_grad_norm": 5.0}, {"learning_rate": "cosine"},
+])
+def test_to_sklearn_refuses_training_settings_scikit_learn_lacks(setting):
+    X, y = make_data("binary")
+    model = MLPClassifier((3, 2), max_iter=3, random_state=0, **setting).fit(X, y)
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=f"cannot train with {name}=.*set_params"):
+        to_sklearn(model)
+    neutral = {"dropout": 0.0, "max_grad_norm": None, "learning_rate": "constant"}[name]
+    sk_model = to_sklearn(model.set_params(**{name: neutral}))
+    assert_same_predictions(model, sk_model, X, "binary")
+
+
+def test_to_sklearn_names_every_setting_it_cannot_represent():
+    model = MLPClassifier((3,), learning_rate="cosine", warmup_fraction=0.1, dropout=0.1)
+    with pytest.raises(ValueError, match="dropout=0.1, learning_rate='cosine', warmup_fraction=0.1"):
+        to_sklearn(model)
+
+
+def test_to_sklearn_passes_the_neutral_training_settings_through_silently():
+    X, y = make_data("binary")
+    for setting in [{}, {"dropout": (0.0, 0.0)}, {"dropout": 0.0, "max_grad_norm": None}]:
+        model = MLPClassifier((3, 2), max_iter=300, random_state=0, **setting).fit(X, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            sk_model = to_sklearn(model)
+        assert "dropout" not in sk_model.get_params()
+        assert_same_predictions(model, sk_model, X, "binary")
+    assert from_sklearn(sk_model).get_params()["dropout"] == 0.0
+    assert from_sklearn(sk_model).get_params()["max_grad_norm"] is None
+
+
 # ---------------------------------------------------------------------------
 # from_sklearn
 # ---------------------------------------------------------------------------

@@ -668,6 +668,30 @@ def test_file_from_another_scikit_learn_warns_as_unpickling_does(saved_classifie
     assert_array_equal(loaded.predict(X), clf.predict(X))
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_round_trip_of_the_training_options_continues_exactly(solver, tmp_path):
+    X, y = make_data("multiclass", n_samples=80)
+    settings = dict(hidden_layer_sizes=(6, 5), solver=solver, batch_size=20, random_state=0,
+                    dropout=(0.25, np.float64(0.1)), max_grad_norm=0.5, learning_rate="cosine", max_iter=4,
+                    warmup_fraction=0.3)
+    model = MLPClassifier(**settings).partial_fit(X, y, classes=np.unique(y))
+    loaded = round_trip(model, tmp_path)
+    assert_same_estimator(model, loaded)
+    assert loaded.get_params()["dropout"] == (0.25, 0.1)
+    assert (loaded.max_grad_norm, loaded.learning_rate, loaded.warmup_fraction) == (0.5, "cosine", 0.3)
+    for estimator in (model, loaded):  # the cosine step count and the dropout epochs go on
+        estimator.partial_fit(X, y)
+    assert_same_estimator(model, loaded)
+    assert loaded._optimizer.step_counter[0] == 8
+
+
+@pytest.mark.parametrize("key", ["clf", "reg", "sgd"])
+def test_model_files_of_0_1_0_get_the_training_options_defaults(key):
+    model = load_0_1_0(key)
+    assert (model.dropout, model.max_grad_norm, model.warmup_fraction) == (0.0, None, 0.0)
+    assert model.learning_rate in ("constant", "invscaling", "adaptive")
+
+
 def test_parameters_missing_from_an_older_file_get_defaults(saved_classifier):
     path, clf, X = saved_classifier
 

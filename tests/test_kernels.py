@@ -27,6 +27,7 @@ from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOpti
 
 import naive
 from fastbp import kernels as K
+from fastbp._engine import dropout_threshold
 from fastbp._parallel import EpochTeam
 
 DTYPES = [np.float32, np.float64]
@@ -239,12 +240,15 @@ def solver_state(solver, state_a, state_b):
 
 
 def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solver, hyper, state_a, state_b, t,
-                       spare_rows=2, one_row=False, n_parts=1, threads=1):
+                       spare_rows=2, one_row=False, n_parts=1, threads=1,
+                       schedule=None, max_grad_norm=None, dropout=None):
     """One epoch of ``K.train_epoch`` (or, with ``one_row``, of ``K.train_epoch_one_row``).
 
     Each mini-batch is cut into ``n_parts`` parts, computed by one call or
     shared by ``threads`` calls in threads that meet at the kernel's
-    barriers (``fastbp._parallel.EpochTeam``).
+    barriers (``fastbp._parallel.EpochTeam``). ``schedule`` and
+    ``max_grad_norm`` are the kernels' options, ``dropout`` is ``(seed,
+    epoch, rates)`` as for ``naive.train_epoch``.
     """
     if one_row:
         assert batch_size == 1 and not sparse
@@ -253,6 +257,7 @@ def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solv
             nan_buffer(p.units(), p.dtype), nan_buffer(p.units(), p.dtype), p.slopes(1),
             float(alpha), p.loss_code, float(p.loss_scale), p.eps, p.huber_delta, fit_intercepts,
             np.asarray(hyper, dtype=np.float64), *solver_state(solver, state_a, state_b), t,
+            schedule, max_grad_norm,
         )
     Xk, csr = kernel_input(p.X, sparse)
     capacity = -(-batch_size // n_parts) + spare_rows  # buffers may be larger than a part
@@ -264,8 +269,15 @@ def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solv
     Yb = np.full((n_parts, capacity, p.sizes[-1]), np.nan, dtype=p.dtype)
     swb = np.full((n_parts, capacity), np.nan, dtype=p.dtype)
     rows = np.full((n_parts, capacity), -1, dtype=np.int64)
-    part_sums = np.full((n_parts, 3), np.nan)
+    part_sums = np.full((n_parts, 3 if max_grad_norm is None else 4), np.nan)
     sync = np.full(threads + 2, -1, dtype=np.int64)  # the team zeroes it when threads share the parts
+    if dropout is not None:
+        seed, epoch, rates = dropout
+        dropout = (
+            np.full_like(acts, np.nan), np.full_like(acts, np.nan), np.array([seed, epoch], dtype=np.uint64),
+            np.array([dropout_threshold(rate) for rate in rates], dtype=np.uint64),
+            np.array([1.0 / (1.0 - rate) for rate in rates], dtype=p.dtype),
+        )
     team = EpochTeam(threads, sync)
 
     def epoch(thread, n_threads):
@@ -274,7 +286,7 @@ def kernel_train_epoch(p, order, batch_size, alpha, fit_intercepts, sparse, solv
             p.params, p.layers, acts, deltas, slopes, grads, Xb, Yb, swb, rows, part_sums,
             float(alpha), p.loss_code, float(p.loss_scale), p.eps, p.huber_delta, fit_intercepts,
             np.asarray(hyper, dtype=np.float64), *solver_state(solver, state_a, state_b), t,
-            thread, n_threads, team.sync,
+            schedule, max_grad_norm, dropout, thread, n_threads, team.sync,
         )
 
     try:

@@ -238,6 +238,176 @@ def test_squared_error_after_poisson_descends_the_true_gradient_where_scikit_lea
 
 
 # ---------------------------------------------------------------------------
+# dropout, max_grad_norm and learning_rate="cosine" (issue 21)
+# ---------------------------------------------------------------------------
+
+
+def flat_weights(model):
+    return np.concatenate([a.ravel() for a in model.coefs_ + model.intercepts_])
+
+
+@pytest.fixture
+def digits_like(rng):
+    X = rng.normal(size=(240, 12))
+    y = (X[:, :3].sum(axis=1) > 0).astype(int) + (X[:, 3] > 0.5)
+    return X, y
+
+
+@pytest.mark.parametrize(
+    "options", [{"dropout": 0.0}, {"dropout": (0.0, 0.0)}, {"dropout": [0, 0.0]}, {"max_grad_norm": 1e300}],
+    ids=["0.0", "tuple", "list", "huge-max-norm"],
+)
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_neutral_option_values_give_the_bits_of_the_defaults(digits_like, options, solver):
+    X, y = digits_like
+    settings = dict(hidden_layer_sizes=(8, 6), solver=solver, batch_size=50, max_iter=4,
+                    early_stopping=True, n_iter_no_change=100, random_state=0)
+    default = MLPClassifier(**settings).fit(X, y)
+    model = MLPClassifier(**settings, **options).fit(X, y)
+    assert model.loss_curve_ == default.loss_curve_
+    assert model.validation_scores_ == default.validation_scores_  # the same split and shuffles
+    assert_array_equal(flat_weights(model), flat_weights(default))
+    reference = SkMLPClassifier(**settings).fit(X, y)
+    np.testing.assert_allclose(model.loss_curve_, reference.loss_curve_, rtol=1e-11)
+
+
+def test_dropout_fits_are_reproducible_and_follow_random_state(digits_like):
+    X, y = digits_like
+
+    def fit(random_state, dropout=0.3):
+        return MLPClassifier((16, 8), dropout=dropout, max_iter=5, random_state=random_state).fit(X, y)
+
+    first, again = fit(0), fit(0)
+    assert first.loss_curve_ == again.loss_curve_
+    assert_array_equal(flat_weights(first), flat_weights(again))
+    assert fit(1).loss_curve_ != first.loss_curve_
+    assert fit(0, dropout=0.0).loss_curve_ != first.loss_curve_
+    assert fit(0, dropout=(0.3, 0.0)).loss_curve_ not in (first.loss_curve_, fit(0, 0.0).loss_curve_)
+
+
+def test_dropout_changes_nothing_at_predict_time(digits_like):
+    X, y = digits_like
+    model = MLPClassifier((16,), activation="tanh", dropout=0.5, max_iter=5, random_state=0).fit(X, y)
+    hidden = np.tanh(X @ model.coefs_[0] + model.intercepts_[0])
+    logits = hidden @ model.coefs_[1] + model.intercepts_[1]
+    proba = np.exp(logits - logits.max(axis=1, keepdims=True))
+    proba /= proba.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(model.predict_proba(X), proba, rtol=1e-12)
+    assert_array_equal(model.predict_proba(X), model.set_params(dropout=0.0).predict_proba(X))
+
+
+def test_dropout_with_one_row_batches_and_partial_fit(digits_like):
+    X, y = digits_like
+    model = MLPClassifier((8,), dropout=0.2, batch_size=1, max_iter=2, random_state=0).fit(X, y)
+    plain = MLPClassifier((8,), batch_size=1, max_iter=2, random_state=0).fit(X, y)
+    assert np.isfinite(model.loss_curve_).all() and model.loss_curve_ != plain.loss_curve_
+    streamed = MLPClassifier((8,), dropout=0.2, random_state=0)
+    for _ in range(3):
+        streamed.partial_fit(X, y, classes=[0, 1, 2])
+    # every partial_fit call draws the same seed (random_state is an int), but the epochs' masks differ
+    assert len(set(streamed.loss_curve_)) == 3
+
+
+def test_dropout_is_refused_by_lbfgs_and_checked(digits_like):
+    X, y = digits_like
+    with pytest.raises(ValueError, match="dropout needs solver='sgd' or 'adam'"):
+        MLPClassifier((4,), solver="lbfgs", dropout=0.1).fit(X, y)
+    MLPClassifier((4,), solver="lbfgs", dropout=0.0, max_iter=5).fit(X, y)
+    for dropout in [-0.1, 1.0, 1.5, "half", None]:
+        with pytest.raises(ValueError, match="dropout"):
+            MLPClassifier((4, 3), dropout=dropout).fit(X, y)
+    for dropout, message in [((0.1,), "one per hidden layer"), ((0.1, 0.2, 0.3), "one per hidden layer"),
+                             ((0.1, 1.0), r"in \[0, 1\)"), ((0.1, -0.5), r"in \[0, 1\)"),
+                             ((0.1, "a"), r"in \[0, 1\)"), ((True, 0.1), r"in \[0, 1\)"),
+                             ([[0.1, 0.2]], "one per hidden layer")]:
+        with pytest.raises(ValueError, match=message):
+            MLPClassifier((4, 3), dropout=dropout).fit(X, y)
+
+
+def test_a_failed_warm_fit_with_bad_dropout_leaves_the_model_as_it_was(digits_like):
+    X, y = digits_like
+    model = MLPClassifier((4, 3), max_iter=3, random_state=0).fit(X, y)
+    before = flat_weights(model).copy()
+    with pytest.raises(ValueError, match="one per hidden layer"):
+        model.set_params(warm_start=True, dropout=(0.5,)).fit(X, y)
+    assert_array_equal(flat_weights(model), before)
+
+
+def test_max_grad_norm_is_checked_clips_and_is_ignored_by_lbfgs(digits_like):
+    X, y = digits_like
+    for bad in [0, -1.0, "1"]:
+        with pytest.raises(ValueError, match="max_grad_norm"):
+            MLPClassifier((4,), max_grad_norm=bad).fit(X, y)
+    settings = dict(hidden_layer_sizes=(8,), solver="sgd", max_iter=3, random_state=0)
+    clipped = MLPClassifier(max_grad_norm=0.01, **settings).fit(X, y)
+    plain = MLPClassifier(**settings).fit(X, y)
+    # the clipped steps are much shorter: the weights move less from the same start
+    start = MLPClassifier(**{**settings, "max_iter": 1, "learning_rate_init": 1e-300}).fit(X, y)
+    moved = np.abs(flat_weights(clipped) - flat_weights(start)).max()
+    assert moved < 0.3 * np.abs(flat_weights(plain) - flat_weights(start)).max()
+    lbfgs = dict(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=20, random_state=0)
+    assert_array_equal(flat_weights(MLPClassifier(max_grad_norm=0.01, **lbfgs).fit(X, y)),
+                       flat_weights(MLPClassifier(**lbfgs).fit(X, y)))
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_cosine_schedule_spans_max_iter_epochs_and_partial_fit_calls(digits_like, solver):
+    X, y = digits_like
+    model = MLPRegressor(hidden_layer_sizes=(6,), solver=solver, learning_rate="cosine", momentum=0.0, batch_size=60,
+                         max_iter=3, random_state=0)
+    target = y.astype(float)
+    for call in range(5):
+        before = flat_weights(model).copy() if call else None
+        model.partial_fit(X, target)
+        assert model._optimizer.step_counter[0] == 4 * (call + 1)
+        if call in (1, 2):
+            assert np.abs(flat_weights(model) - before).max() > 1e-6
+        if call >= 3:  # after max_iter epochs of 4 steps the rate is 0: nothing moves
+            assert_array_equal(flat_weights(model), before)
+    # a warm-started fit starts the schedule again
+    before = flat_weights(model).copy()
+    model.set_params(warm_start=True).fit(X, target)
+    assert model._optimizer.step_counter[0] == 4 * model.n_iter_
+    assert np.abs(flat_weights(model) - before).max() > 1e-6
+
+
+def test_cosine_is_a_schedule_of_its_own_and_others_are_unchanged(digits_like):
+    X, y = digits_like
+    with pytest.raises(ValueError, match="learning_rate"):
+        MLPClassifier(learning_rate="cos").fit(X, y)
+    settings = dict(hidden_layer_sizes=(8,), max_iter=4, random_state=0)
+    for solver in ("sgd", "adam"):
+        cosine = MLPClassifier(solver=solver, learning_rate="cosine", **settings).fit(X, y)
+        constant = MLPClassifier(solver=solver, **settings).fit(X, y)
+        assert cosine.loss_curve_[0] == constant.loss_curve_[0] or solver == "sgd"
+        assert cosine.loss_curve_ != constant.loss_curve_
+    # adam ignores scikit-learn's schedules, as scikit-learn does
+    for schedule in ("invscaling", "adaptive"):
+        model = MLPClassifier(solver="adam", learning_rate=schedule, **settings).fit(X, y)
+        assert model.loss_curve_ == MLPClassifier(solver="adam", **settings).fit(X, y).loss_curve_
+
+
+def test_warmup_fraction_rises_then_decays_and_needs_cosine(digits_like):
+    X, y = digits_like
+    with pytest.raises(ValueError, match="warmup_fraction=0.1 needs learning_rate='cosine'"):
+        MLPClassifier(warmup_fraction=0.1).fit(X, y)
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        MLPClassifier(learning_rate="cosine", warmup_fraction=1.0).fit(X, y)
+    settings = dict(hidden_layer_sizes=(8,), solver="sgd", momentum=0.0, batch_size=240, learning_rate="cosine",
+                    learning_rate_init=0.5, max_iter=10, tol=0, n_iter_no_change=100, random_state=0)
+    plain = MLPClassifier(**settings).fit(X, y)
+    assert_array_equal(flat_weights(MLPClassifier(warmup_fraction=0.05, **settings).fit(X, y)),
+                       flat_weights(plain))  # floor(0.05 * 10) = 0 warm-up steps
+    # one step per epoch: the first of 4 warm-up steps takes a quarter of the first plain step
+    start = MLPClassifier(**{**settings, "max_iter": 1, "learning_rate_init": 1e-300}).fit(X, y)
+    warm = MLPClassifier(**{**settings, "warmup_fraction": 0.4, "max_iter": 10}).set_params(max_iter=10)
+    first_plain = MLPClassifier(**settings).partial_fit(X, y, classes=[0, 1, 2])
+    first_warm = warm.partial_fit(X, y, classes=[0, 1, 2])
+    np.testing.assert_allclose(flat_weights(first_warm) - flat_weights(start),
+                               (flat_weights(first_plain) - flat_weights(start)) / 4, rtol=1e-9, atol=1e-15)
+
+
+# ---------------------------------------------------------------------------
 # L-BFGS progress: a verbose line and the callbacks' hooks per iteration
 # ---------------------------------------------------------------------------
 

@@ -137,7 +137,46 @@ def test_textbook_accumulated_bp_every_step(textbook_problem):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
+def clipped(update, max_norm):
+    """The textbook ``update`` with its gradient (the step over eta) clipped to ``max_norm``."""
+    def clipped_update(*args):
+        eta = args[-1]
+        start = args[:4]
+        grads = [(a - b) / eta for a, b in zip(start, update(*args))]
+        norm = np.sqrt(sum(np.sum(g**2) for g in grads))
+        scale = min(1.0, max_norm / (norm + 1e-6))
+        return tuple(a - eta * scale * g for a, g in zip(start, grads))
+    return clipped_update
+
+
+@pytest.mark.parametrize("mode, update", [
+    ("standard", textbook_sample_update), ("accumulated", textbook_accumulated_update),
+])
+def test_textbook_bp_with_clipped_gradients(textbook_problem, mode, update):
+    net, X, Y = textbook_problem
+    eta = 0.7
+    start = textbook_params(net)
+    net.train(X, Y, mode=mode, learning_rate=eta, n_epochs=2, max_grad_norm=0.02)
+    want = {}
+    for max_norm in (0.02, np.inf):
+        step = clipped(update, max_norm)
+        v, gamma, w, theta = start
+        for _ in range(2):
+            if mode == "standard":
+                for k in range(X.shape[0]):
+                    v, gamma, w, theta = step(v, gamma, w, theta, X[k], Y[k], eta)
+            else:
+                v, gamma, w, theta = step(v, gamma, w, theta, X, Y, eta)
+        want[max_norm] = (v, gamma, w, theta)
+    for a, b in zip(textbook_params(net), want[0.02]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    assert np.abs(want[np.inf][0] - want[0.02][0]).max() > 1e-3  # clipping changed the steps
+
+
 @pytest.mark.parametrize("settings,message", [
+    (dict(max_grad_norm=0.0), "max_grad_norm must be None or a number > 0, got 0.0"),
+    (dict(max_grad_norm=-1), "max_grad_norm must be None or a number > 0"),
+    (dict(max_grad_norm="1"), "max_grad_norm must be None or a number > 0"),
     (dict(learning_rate=np.nan), "learning_rate must be a finite number > 0, got nan"),
     (dict(learning_rate=np.inf), "learning_rate must be a finite number > 0"),
     (dict(learning_rate=0.0), "learning_rate must be a finite number > 0"),

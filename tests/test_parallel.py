@@ -140,6 +140,59 @@ def test_fit_weights_are_the_same_bits_for_one_to_four_threads(thread_counts, dt
         assert_same_bits(results[n_threads][1], results[1][1])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_dropout_clipping_and_cosine_fits_are_the_same_bits_for_one_to_four_threads(
+    thread_counts, dtype, sparse, solver
+):
+    X, y = _classification(dtype, sparse)
+    options = {"dropout": (0.5, 0.2), "max_grad_norm": 0.5, "learning_rate": "cosine"}
+
+    def fit():
+        return MLPClassifier(hidden_layer_sizes=(64, 32), solver=solver, batch_size=128, max_iter=3,
+                             alpha=0.01, random_state=0, **options).fit(X, y)
+
+    results = {}
+    for n_threads in (1, 2, 3, 4):
+        thread_counts.used.clear()
+        thread_counts(n_threads)
+        model = fit()
+        assert thread_counts.used == [min(n_threads, 4)] or sparse
+        results[n_threads] = (model.loss_curve_, weights(model))
+    for n_threads in (2, 3, 4):
+        assert results[n_threads][0] == results[1][0]
+        assert_same_bits(results[n_threads][1], results[1][1])
+    plain = MLPClassifier(hidden_layer_sizes=(64, 32), solver=solver, batch_size=128, max_iter=3,
+                          alpha=0.01, random_state=0).fit(X, y)
+    assert plain.loss_curve_ != results[1][0]  # the options changed the fit
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_process_on_one_cpu_trains_with_a_kernel_without_thread_code(monkeypatch, solver):
+    X, y = _classification(np.float64, False)
+    syncs = []
+    team_init = _parallel.EpochTeam.__init__
+
+    def recording_init(team, n_threads, sync):
+        syncs.append(sync)
+        team_init(team, n_threads, sync)
+
+    monkeypatch.setattr(_parallel.EpochTeam, "__init__", recording_init)
+    results = []
+    for cores in (2, 1):
+        monkeypatch.setattr(_parallel, "available_cores", lambda cores=cores: cores)
+        with threadpool_limits(1):  # one part on two CPUs too: the same cut, so the same bits
+            model = MLPClassifier(hidden_layer_sizes=(8,), solver=solver, batch_size=20, max_iter=2,
+                                  random_state=0).fit(X[:100], y[:100])
+        results.append(weights(model))
+    assert isinstance(syncs[0], np.ndarray) and syncs[1] is None
+    assert_same_bits(results[0], results[1])
+    assert any(str(signature[-1]) == "none" for signature in kernels.train_epoch.signatures)
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_partial_fit_weights_are_the_same_bits_for_one_to_four_threads(thread_counts):
     X, y = _classification(np.float64, False)

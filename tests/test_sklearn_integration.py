@@ -601,7 +601,6 @@ INVALID_PARAMS = [
     ("alpha", -1.0),
     ("batch_size", 0),
     ("batch_size", "big"),
-    ("learning_rate", "cosine"),
     ("learning_rate_init", 0.0),
     ("power_t", -0.5),
     ("max_iter", 0),
@@ -633,6 +632,16 @@ def test_invalid_parameter(kind, name, value):
         f"The '{name}' parameter of {kind} must be",
         lambda api: build(api, kind, **{name: value}).fit(X, y),
     )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_invalid_learning_rate_lists_scikit_learns_schedules_and_cosine(kind):
+    X, y = make_data(kind)
+    with pytest.raises(InvalidParameterError, match=f"The 'learning_rate' parameter of {kind} must be") as ours:
+        build("fastbp", kind, learning_rate="linear").fit(X, y)
+    with pytest.raises(InvalidParameterError) as theirs:
+        build("sklearn", kind, learning_rate="linear").fit(X, y)
+    assert _sorted_sets(str(ours.value)) == _sorted_sets(str(theirs.value).replace("'constant'", "'constant', 'cosine'"))
 
 
 @pytest.mark.parametrize("kind", KINDS)
