@@ -12,7 +12,7 @@ from ._io import ModelFileError, load, save
 from ._multilayer_perceptron import MLPClassifier, MLPRegressor
 from ._network import Network
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "MLPClassifier",

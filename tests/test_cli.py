@@ -608,6 +608,41 @@ def test_bad_parameter_values_are_refused_by_the_estimator_before_training(args,
     assert "invalid estimator parameter" in err and name in err
 
 
+def test_the_options_beyond_scikit_learn_are_flags_that_reach_the_model(workdir, tmp_path, monkeypatch):
+    for name in ("animals.csv", "reg.npz"):
+        shutil.copy(workdir / name, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([
+        "train", "animals.csv", "--no-progress", "--max-iter", "3", "--hidden-layer-sizes", "8,4",
+        "--activation", "gelu,leaky_relu", "--dropout", "0.2,0.1", "--max-grad-norm", "1.5",
+        "--learning-rate", "cosine", "--warmup-fraction", "0.25", "--model-out", "clf.fbp",
+    ]) == 0
+    model = _load(tmp_path / "clf.fbp")
+    assert model.get_params()["activation"] == ("gelu", "leaky_relu")
+    assert (model.dropout, model.max_grad_norm, model.learning_rate, model.warmup_fraction) == (
+        (0.2, 0.1), 1.5, "cosine", 0.25)
+    assert model.n_iter_ == 3
+    assert cli.main([
+        "train", "reg.npz", "--no-progress", "--max-iter", "3", "--loss", "huber", "--huber-delta", "0.5",
+        "--activation", "softplus", "--model-out", "reg.fbp",
+    ]) == 0
+    regressor = _load(tmp_path / "reg.fbp")
+    assert (regressor.loss, regressor.huber_delta, regressor.activation) == ("huber", 0.5, "softplus")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--hidden-layer-sizes", "8", "--activation", "gelu,tanh"], "one name per hidden layer"),
+    (["--solver", "lbfgs", "--dropout", "0.2"], "dropout needs solver='sgd' or 'adam'"),
+    (["--dropout", "1.0"], "dropout"),
+    (["--warmup-fraction", "0.1"], "needs learning_rate='cosine'"),
+    (["--max-grad-norm", "0"], "max_grad_norm"),
+])
+def test_bad_combinations_of_the_new_options_are_refused_before_training(args, message, capsys):
+    assert cli.main(["train", "--no-progress", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
 def test_every_parameter_has_help_from_the_docstring():
     specs = cli._param_specs()
     for name, spec in specs.items():
