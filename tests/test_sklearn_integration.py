@@ -596,7 +596,6 @@ def test_prediction_dtype_as_sklearn(model_dtype):
 INVALID_PARAMS = [
     ("hidden_layer_sizes", 0),
     ("hidden_layer_sizes", "10"),
-    ("activation", "cube"),
     ("solver", "newton"),
     ("alpha", -1.0),
     ("batch_size", 0),
@@ -654,13 +653,26 @@ def test_invalid_parameter_in_partial_fit(kind):
     )
 
 
-def test_invalid_regression_loss():
+@pytest.mark.parametrize("kind", KINDS)
+def test_invalid_activation_lists_scikit_learns_and_fastbps_activations(kind):
+    X, y = make_data(kind)
+    with pytest.raises(InvalidParameterError, match=f"The 'activation' parameter of {kind} must be") as ours:
+        build("fastbp", kind, activation="cube").fit(X, y)
+    with pytest.raises(InvalidParameterError) as theirs:
+        build("sklearn", kind, activation="cube").fit(X, y)
+    added = ["'gelu'", "'leaky_relu'", "'silu'", "'softplus'"]
+    expected = _sorted_sets(str(theirs.value).replace("'identity'", ", ".join(["'identity'", *added])))
+    assert _sorted_sets(str(ours.value)) == expected.replace("}.", "} or an instance of 'tuple'.")
+
+
+def test_invalid_regression_loss_lists_scikit_learns_and_fastbps_losses():
     X, y = make_data("MLPRegressor")
-    raises_like_sklearn(
-        InvalidParameterError,
-        "The 'loss' parameter of MLPRegressor must be a str among",
-        lambda api: build(api, "MLPRegressor", loss="absolute_error").fit(X, y),
-    )
+    with pytest.raises(InvalidParameterError, match="The 'loss' parameter of MLPRegressor must be a str among") as ours:
+        build("fastbp", "MLPRegressor", loss="cube").fit(X, y)
+    with pytest.raises(InvalidParameterError) as theirs:
+        build("sklearn", "MLPRegressor", loss="cube").fit(X, y)
+    expected = str(theirs.value).replace("'poisson'", "'absolute_error', 'huber', 'poisson'")
+    assert _sorted_sets(str(ours.value)) == _sorted_sets(expected)
 
 
 @pytest.mark.parametrize("sizes", [(3, 0), [0], (4, -1, 2)])
