@@ -257,9 +257,9 @@ def _shuffled(sample_idx, random_state):
     """``sklearn.utils.shuffle(sample_idx, random_state=random_state)``, with the same draws.
 
     ``shuffle`` (``resample`` without replacement) permutes ``arange(n)``
-    with ``random_state.shuffle`` and indexes with it; its input checks cost
-    about 150 us per epoch (digits: 8 ms of a 50 ms fit). ``random_state``
-    is a ``RandomState`` and ``sample_idx`` a 1-D array.
+    with ``random_state.shuffle`` and indexes with it; its input checks,
+    run once per epoch, are a noticeable share of a small fit.
+    ``random_state`` is a ``RandomState`` and ``sample_idx`` a 1-D array.
     """
     permutation = np.arange(sample_idx.shape[0])
     random_state.shuffle(permutation)
@@ -361,12 +361,11 @@ def _all_finite(array):
     """Whether every value of the non-empty ``array`` is finite (or finiteness is assumed).
 
     They are when the largest and the smallest are: NaN propagates through
-    ``max``. The two reductions take 0.6 ms on 50,000 x 100 float32 values,
-    where the sum that scikit-learn's own check starts with takes 0.85 ms
-    (and says nothing when it overflows). A BLAS dot product of the values
-    with themselves takes 0.36 ms but leaves NumPy's BLAS threads spinning
-    for about 0.1 s on the cores the fit then needs: digits' fit took 86 ms
-    after it instead of 46 ms.
+    ``max``. The two reductions are cheaper than the sum that
+    scikit-learn's own check starts with (which also says nothing when it
+    overflows). A BLAS dot product of the values with themselves would be
+    cheaper still, but it leaves NumPy's BLAS threads spinning on the cores
+    the fit then needs, which slows the fit that follows.
     """
     if get_config()["assume_finite"]:
         return True
@@ -381,8 +380,7 @@ def _fitted_label_binarizer(y):
     "multiclass") and the sorted classes with four passes of ``np.unique``
     and checks that cannot fail. Here one count of the labels (or one
     ``np.unique`` when they are negative or large) sets the same attributes
-    (50,000 labels of 10 classes: 1.8 -> 0.1 ms). Anything else goes
-    through ``fit``.
+    for a fraction of the cost. Anything else goes through ``fit``.
     """
     binarizer = LabelBinarizer()
     if type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu" and y.shape[0] > 0:
@@ -691,9 +689,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         Constructor parameters and scikit-learn's callback bookkeeping are
         not fitted state: they stay the user's objects, untouched. The
         curves (:data:`_CURVE_STATE`) are kept with their lengths, not
-        copied, and random generators as their states (a deep copy of a
-        ``RandomState`` took 250 us, a quarter of a 32-row partial_fit call;
-        its state, 32 us).
+        copied, and random generators as their states: a deep copy of a
+        ``RandomState`` is a large share of a small partial_fit call, and
+        its state costs far less to take.
         """
         values = {k: v for k, v in self.__dict__.items() if self._is_fitted_state(k)}
         curves = {k: values.pop(k) for k in _CURVE_STATE if type(values.get(k)) is list}
@@ -1186,9 +1184,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         A float32 or float64 ndarray with rows, the fitted number of
         columns and finite values, given to an estimator fitted without
         feature names, passes every check of ``validate_data`` unchanged;
-        it is returned as is, in a quarter of the time (90 -> 22 us on 1797
-        x 64). Anything else goes through ``validate_data`` and gets its
-        conversions, warnings and errors.
+        it is returned as is, since those checks cost more than a small
+        prediction. Anything else goes through ``validate_data`` and gets
+        its conversions, warnings and errors.
         """
         if (
             _plain_float_matrix(X)
@@ -1210,7 +1208,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator):
         y of finite floats or of integers, 1-D or 2-D and as long as X,
         given to an estimator without feature names, passes every check
         unchanged; it is returned as is, with ``n_features_in_`` set when
-        ``reset`` (20_000 x 20 with float y: 190 -> 80 us).
+        ``reset``, without the cost of those checks.
         """
         if (
             _plain_float_matrix(X)
@@ -1571,10 +1569,10 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         """Class labels from output-layer activations.
 
         ``self._label_binarizer.inverse_transform(output)``, with its two
-        common cases written out (53 -> 19 us on 1797 x 10): multiclass
-        takes the class of each row's first largest output, binary
-        compares the one output with the threshold halfway between the
-        binarizer's labels.
+        common cases written out, as the binarizer's generic path costs more
+        than the work: multiclass takes the class of each row's first
+        largest output, binary compares the one output with the threshold
+        halfway between the binarizer's labels.
         """
         if self.n_outputs_ == 1:
             output = output.ravel()
@@ -1596,9 +1594,9 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         """Indicator rows (bool) from class labels.
 
         ``self._label_binarizer.transform(y).astype(bool)``, with its
-        common case written out (50,000 labels of 10 classes: 3.3 -> 0.9
-        ms): one-dimensional labels of two or more classes, all in the
-        sorted ``classes_``, mark each label's position in ``classes_``
+        common case written out, as the binarizer's generic path costs more
+        than the work: one-dimensional labels of two or more classes, all in
+        the sorted ``classes_``, mark each label's position in ``classes_``
         (binary: one column, True for the second class). Other targets
         (multilabel, one class, labels not in ``classes_``) go through the
         binarizer.
@@ -1630,8 +1628,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
 
         Integer labels are looked up in a table with a slot for every value
         from the first class to the last when there are no more such values
-        than labels (50,000 labels of 10 classes: 0.9 -> 0.08 ms), other labels
-        found by binary search.
+        than labels, which is much faster than a binary search; other labels
+        are found by binary search.
         """
         if classes.dtype.kind in "iu" and y.dtype.kind in "iu" and len(y):
             low, high = int(classes[0]), int(classes[-1])

@@ -31,9 +31,9 @@ from numba.extending import intrinsic
 _KERNEL_DIR = Path(__file__).resolve().parent
 
 # Integer exceptions are never raised from kernels; "numpy" skips the
-# division-by-zero checks and measured ~1.4x faster in a fused epoch loop.
+# division-by-zero checks, which slow a fused epoch loop noticeably.
 # No kernel is called through a C function pointer: the cfunc wrapper Numba
-# compiles by default cost ~0.4 s of a default fit's first compile per dtype.
+# compiles by default would only add to a default fit's first compile.
 _JIT_OPTIONS = {"nogil": True, "error_model": "numpy", "no_cfunc_wrapper": True}
 
 
@@ -249,9 +249,8 @@ def jit(func=None, *, fastmath=False, internal=False):
         :class:`_LinkedOnlyLibrary`); a call from Python compiles and runs
         a twin with a CPython wrapper. Numba would otherwise compile a
         CPython wrapper, an optimised module and machine code for every
-        helper, none of which a kernel uses: the wrappers cost ~0.8 s of a
-        default fit's first compile, the modules and machine code ~1.9 s
-        per dtype (7.3 -> 5.4 s for float64).
+        helper, none of which a kernel uses, and together they are a large
+        share of a default fit's first compile.
 
     Returns
     -------

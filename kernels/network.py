@@ -72,7 +72,7 @@ def copy_rows(source, rows, target):
 
     Plain loops rather than slice assignment: Numba's array-to-array
     assignment compiles a formatted shape-mismatch error (string formatting,
-    ~1.4 s per specialisation) into every kernel that uses it.
+    slow to compile) into every specialisation of every kernel that uses it.
     """
     n_cols = source.shape[1]
     for k in range(rows.shape[0]):

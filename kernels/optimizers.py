@@ -184,7 +184,7 @@ def sgd_update(params, raw_grads, velocity, learning_rate, momentum, nesterov,
         Sum of the range's squared weights before the step, in float64.
     """
     # loops over views from 0: an index that may be negative would need a
-    # wraparound check, which keeps a loop from vectorising (2x slower)
+    # wraparound check, which keeps a loop from vectorising
     coefs_stop = max(start, min(stop, n_coefs))
     W, dW, W_v = params[start:coefs_stop], raw_grads[start:coefs_stop], velocity[start:coefs_stop]
     b, db, b_v = params[coefs_stop:stop], raw_grads[coefs_stop:stop], velocity[coefs_stop:stop]

@@ -336,7 +336,7 @@ def train_epoch_coded(
     total_grads = grads[0]
     epochs = 0
     # a worker loops over epochs here: the epoch's code is written once in this
-    # function (as a separate helper it cost 1.1 s more of first compile)
+    # function (as a separate helper it would add to the first compile)
     while True:
         barrier = 0  # barriers this thread has met, counted on from earlier epochs
         if sync is not None:
@@ -453,8 +453,7 @@ def per_weight(value, weight_sum, unit_weight):
     """``value / weight_sum``, or ``value`` itself when ``unit_weight`` (the weight is exactly 1).
 
     Dividing by 1 is exact, so skipping it changes no result; in a one-row
-    weight update the division took more time than the rest of the update
-    (sampled with perf on 20-32-1).
+    weight update the division costs more than the rest of the update.
     """
     return value if unit_weight else value / weight_sum
 
@@ -507,7 +506,7 @@ def one_row_squared_norm(
 
 # Layers with fewer output units than this run their one-row loops with the
 # inputs innermost: an inner loop of one or two iterations costs more in
-# set-up than in work (20-32-1: 1.02 -> 0.90 us per row).
+# set-up than in work.
 NARROW_LAYER = 8
 
 
@@ -521,10 +520,9 @@ def train_epoch_one_row(hidden_code, out_code, loss_constant):
     layer below with the weights not yet moved and then finishes and applies
     the gradient of the layer's weights and intercepts element by element.
     The arithmetic is :func:`train_epoch`'s with ``batch_size=1``, up to the
-    order of the terms of each sum. On 20-32-1 (float64, sgd, 20,000 rows)
-    an epoch takes 0.45-0.5 us per row: prefetching the next row of X, four
-    inputs per pass in wide layers, no division by a weight of 1 and
-    aligned buffers took it from 0.65-0.7 us.
+    order of the terms of each sum. Per-row overheads dominate such small
+    steps, hence the prefetch of the next row of X, four inputs per pass in
+    wide layers, no division by a weight of 1 and aligned buffers.
 
     With ``max_grad_norm``, the errors of every layer and the gradient's
     norm are computed first (:func:`one_row_squared_norm`), since the
@@ -674,8 +672,8 @@ def train_epoch_one_row_coded(
                 delta_prev = deltas[:0]
             # 2-D views indexed by loop counters: no negative-index checks, so the loops vectorise.
             # The solver branches (``first_moment is not None``: adam) are written out at
-            # each loop: one helper taking the solver (15 arguments) was not inlined
-            # and made the epoch 15x slower.
+            # each loop: one helper taking the solver (15 arguments) was not inlined,
+            # which made the epoch many times slower.
             n_coefs_l = fan_in * fan_out
             W = matrix_view(params[coef_start : coef_start + n_coefs_l], fan_in, fan_out)
             W_a = matrix_view(state_a[coef_start : coef_start + n_coefs_l], fan_in, fan_out)
