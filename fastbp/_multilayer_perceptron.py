@@ -1353,8 +1353,9 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         layer. The masks come from a generator seeded from ``random_state``
         and depend only on it, the epoch, the sample and the unit: a fit is
         reproducible and gives the same bits on any number of threads. The
-        loss ``loss_curve_`` records is that of the masked network. Only with 'sgd' and 'adam' ('lbfgs' raises a
-        ValueError). (fastbp addition.)
+        loss ``loss_curve_`` records is that of the masked network. Only
+        with 'sgd' and 'adam' ('lbfgs' raises a ValueError). (fastbp
+        addition.)
     max_grad_norm : float or None, default=None
         Clip each mini-batch's gradient (the L2 penalty's included) to this
         global L2 norm before the solver's step: it is multiplied by
@@ -1893,8 +1894,9 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         layer. The masks come from a generator seeded from ``random_state``
         and depend only on it, the epoch, the sample and the unit: a fit is
         reproducible and gives the same bits on any number of threads. The
-        loss ``loss_curve_`` records is that of the masked network. Only with 'sgd' and 'adam' ('lbfgs' raises a
-        ValueError). (fastbp addition.)
+        loss ``loss_curve_`` records is that of the masked network. Only
+        with 'sgd' and 'adam' ('lbfgs' raises a ValueError). (fastbp
+        addition.)
     max_grad_norm : float or None, default=None
         Clip each mini-batch's gradient (the L2 penalty's included) to this
         global L2 norm before the solver's step: it is multiplied by

@@ -202,7 +202,9 @@ def forward(Xb, csr, rows, params, layers, acts, capacity, slopes, hidden_code, 
 
 
 @jit(internal=True)
-def forward_recording(Xb, csr, rows, params, layers, acts, capacity, zs, dropout, slopes, hidden_code, out_code, logits):
+def forward_recording(
+    Xb, csr, rows, params, layers, acts, capacity, zs, dropout, slopes, hidden_code, out_code, logits,
+):
     """:func:`forward` that also keeps each pre-activation ``Z[l]`` in ``zs`` unless it is None.
 
     ``zs`` has the layout of ``acts``. None is a compile-time choice: Numba
@@ -265,11 +267,15 @@ def backward(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, slope
     term and the division by the weight sum are applied by
     :func:`finalize_gradient`. Arguments are those of :func:`forward`.
     """
-    backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, None, None, slopes, hidden_code)
+    backward_recording(
+        Xb, csr, rows, params, layers, acts, deltas, capacity, grads, None, None, slopes, hidden_code
+    )
 
 
 @jit(internal=True)
-def backward_recording(Xb, csr, rows, params, layers, acts, deltas, capacity, grads, dAs, dropout, slopes, hidden_code):
+def backward_recording(
+    Xb, csr, rows, params, layers, acts, deltas, capacity, grads, dAs, dropout, slopes, hidden_code,
+):
     """:func:`backward` that also keeps ``dA[l] = dZ[l+1] W[l+1]^T`` of hidden layers in ``dAs`` unless it is None.
 
     ``dAs`` has the layout of ``deltas``; the output layer's block is left
